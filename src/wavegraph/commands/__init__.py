@@ -1,0 +1,1 @@
+"""Typer sub-apps, one module per command group; assembled in wavegraph.cli."""

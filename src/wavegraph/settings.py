@@ -1,0 +1,247 @@
+"""One frozen, typed settings object, loaded once at start and passed down.
+
+Sources, later ones winning: the defaults below, ``config/wavegraph.yaml`` (or the file named by
+``WAVEGRAPH_CONFIG``), then environment variables ``WAVEGRAPH_<SECTION>__<KEY>`` (e.g.
+``WAVEGRAPH_KAFKA__PORT=19092``; values are parsed as YAML scalars, so ``true``/``3``/``[a, b]`` work).
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wavegraph.errors import ConfigError
+
+ENV_PREFIX = "WAVEGRAPH_"
+DEFAULT_CONFIG = Path("config/wavegraph.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TopicsSettings(_Section):
+    audio: str = "wavegraph.audio.v1"
+    edges: str = "wavegraph.edges.v1"
+    transcripts: str = "wavegraph.transcripts.v1"
+    nodes: str = "wavegraph.nodes.v1"
+    dlq: str = "wavegraph.dlq.v1"
+
+
+class KafkaSettings(_Section):
+    version: str = "3.9.1"
+    host: str = "127.0.0.1"
+    port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    partitions: int = Field(3, ge=1)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    heap: str = "512m"
+    topics: TopicsSettings = TopicsSettings()
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Neo4jSettings(_Section):
+    version: str = "5.26.0"
+    host: str = "127.0.0.1"
+    bolt_port: int = Field(7687, ge=1, le=65535)
+    user: str = "neo4j"
+    password: str = "wavegraph-dev"
+    auth: bool = False
+    heap: str = "1g"
+    pagecache: str = "256m"
+
+    @property
+    def uri(self) -> str:
+        return f"bolt://{self.host}:{self.bolt_port}"
+
+
+class PostgresSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5433, ge=1, le=65535)
+    user: str = "postgres"
+    database: str = "postgres"
+    version: int = 18
+    dsn: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.dsn or f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+class RedisSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+
+class ServicesSettings(_Section):
+    state_dir: Path = Path(".wavegraph")
+    cache_dir: Path = Path("~/.cache/wavegraph")
+    start_timeout_s: float = Field(120.0, gt=0)
+    enabled: tuple[Literal["kafka", "neo4j", "postgres", "redis"], ...] = (
+        "kafka",
+        "neo4j",
+        "postgres",
+        "redis",
+    )
+
+    @field_validator("state_dir", "cache_dir")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+
+class RuntimeSettings(_Section):
+    group_prefix: str = "wavegraph"
+    max_batch: int = Field(1000, ge=1)
+    fetch_timeout_ms: int = Field(200, ge=1)
+    max_event_bytes: int = Field(1024 * 1024, ge=64)
+    commit_deadline_s: float = Field(10.0, gt=0)
+    shutdown_timeout_s: float = Field(10.0, gt=0)
+    default_retry_after_s: float = Field(1.0, gt=0)
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(500, ge=1)
+    linger_ms: int = Field(50, ge=0)
+    buffer_capacity: int = Field(10_000, ge=1)
+    breaker_fail_max: int = Field(5, ge=1)
+    breaker_timeout_s: float = Field(30.0, gt=0)
+    retry_attempts: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(0.2, ge=0)
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    send_queue: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    api_keys: dict[str, str] = {"dev-key-acme": "acme", "dev-key-globex": "globex"}
+    cors_origins: tuple[str, ...] = ()
+
+
+class AsrSettings(_Section):
+    model: Literal["tiny.en", "base"] = "tiny.en"
+    threads: int = Field(2, ge=1)
+    workers: int = Field(1, ge=1)
+    batch_gpu: int = Field(8, ge=1)
+    window_s: float = Field(30.0, gt=0, le=30.0)
+    idle_flush_s: float = Field(2.0, gt=0)
+    max_stream_s: float = Field(3600.0, gt=0)
+
+
+class GraphSettings(_Section):
+    damping: float = Field(0.85, gt=0, lt=1)
+    pagerank_tol: float = Field(1e-10, gt=0)
+    recompute_fraction: float = Field(0.1, gt=0, le=1)
+    embedding_dim: int = Field(64, ge=2)
+    curvature: float = Field(-1.0, lt=0)
+    haa_temperature: float = Field(1.0, gt=0)
+
+
+class VectorSettings(_Section):
+    backend: Literal["faiss", "pgvector"] = "faiss"
+    dim: int = Field(384, ge=2)
+    k_prime: int = Field(64, ge=50)
+    ivfflat_lists: int = Field(100, ge=1)
+    probes: int = Field(10, ge=1)
+    ef_search: int = Field(64, ge=1)
+    index_dir: Path = Path(".wavegraph/faiss")
+
+
+class CacheSettings(_Section):
+    target_hit_ratio: float = Field(0.8, gt=0, lt=1)
+    ttl_min_s: float = Field(1.0, gt=0)
+    ttl_max_s: float = Field(3600.0, gt=0)
+    ttl_initial_s: float = Field(60.0, gt=0)
+
+
+class PidSettings(_Section):
+    kp: float = 40.0
+    ki: float = 4.0
+    interval_s: float = Field(5.0, gt=0)
+
+
+class DpSettings(_Section):
+    default_epsilon_budget: float = Field(10.0, gt=0)
+    max_query_epsilon: float = Field(1.0, gt=0)
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    neo4j: Neo4jSettings = Neo4jSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    redis: RedisSettings = RedisSettings()
+    services: ServicesSettings = ServicesSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    ingest: IngestSettings = IngestSettings()
+    http: HttpSettings = HttpSettings()
+    asr: AsrSettings = AsrSettings()
+    graph: GraphSettings = GraphSettings()
+    vector: VectorSettings = VectorSettings()
+    cache: CacheSettings = CacheSettings()
+    pid: PidSettings = PidSettings()
+    dp: DpSettings = DpSettings()
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, the YAML file and ``WAVEGRAPH_`` environment overrides.
+
+    Raises :class:`ConfigError` naming every bad value.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        path = Path(env[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in env else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        data = loaded
+    elif f"{ENV_PREFIX}CONFIG" in env:
+        raise ConfigError(f"{ENV_PREFIX}CONFIG names {path}, which does not exist")
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG":
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__")]
+        if len(parts) < 2:
+            continue
+        node = data
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{key}: {part} is not a section")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key}: cannot parse {raw!r}: {exc}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def defaults_as_yaml() -> str:
+    """Every default as YAML, the content of ``config/wavegraph.yaml``."""
+    return yaml.safe_dump(Settings().model_dump(mode="json"), sort_keys=False)

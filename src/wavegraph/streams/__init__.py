@@ -1,0 +1,1 @@
+"""wavegraph.streams"""
