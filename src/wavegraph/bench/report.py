@@ -22,7 +22,7 @@ def machine_info() -> dict[str, Any]:
 def detect_gpu_name() -> str | None:
     """The name of a usable CUDA GPU through CuPy, or None."""
     try:
-        import cupy  # type: ignore[import-not-found]
+        import cupy
 
         if cupy.cuda.runtime.getDeviceCount() > 0:
             props = cupy.cuda.runtime.getDeviceProperties(0)

@@ -1,1 +1,1 @@
-"""wavegraph.streams"""
+"""Kafka plumbing: topics, producer, the consume→sink→commit loop, dead letters, shutdown."""

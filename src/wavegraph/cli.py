@@ -1,0 +1,60 @@
+"""The ``wavegraph`` command line: services, migrate, run, produce, bench, graph, models, transcribe ...
+
+Each command group lives in ``wavegraph.commands.<group>``; heavy libraries are imported inside the
+commands so that ``wavegraph --help`` stays fast. Only this entry point installs signal handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from wavegraph.errors import WavegraphError
+
+app = typer.Typer(
+    name="wavegraph",
+    help="Real-time enrichment of audio and graph-edge events on Apache Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from wavegraph.commands import bench, config, produce
+
+    app.add_typer(config.app, name="config")
+    app.add_typer(produce.app, name="produce")
+    app.add_typer(bench.app, name="bench")
+    try:
+        from wavegraph.commands import services
+    except ImportError:  # pragma: no cover - during bootstrap only
+        return
+    app.add_typer(services.app, name="services")
+
+
+_register()
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    """Console-script entry point: one red sentence for wavegraph's own errors, no traceback."""
+    try:
+        app()
+    except WavegraphError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""``wavegraph bench NAME``: benchmarks writing JSON under bench/results/ (see ../shared/BENCH.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from wavegraph.settings import load_settings
+
+app = typer.Typer(
+    help="Benchmarks; each writes bench/results/NAME.json and prints a table.", no_args_is_help=True
+)
+
+OUT = typer.Option(None, "--out", help="Where to write the JSON (default bench/results/NAME.json).")
+QUICK = typer.Option(False, "--quick", help="A reduced size that finishes in about a minute.")
+
+
+@app.command()
+def runtime(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """Stream runtime (validate + sink + commit) events/s vs a bare getmany loop on the same topic."""
+    from wavegraph.bench.runtime import run_runtime_bench
+
+    run_runtime_bench(load_settings(), quick=quick, out=out)

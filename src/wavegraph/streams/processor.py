@@ -1,0 +1,230 @@
+"""The consume→sink→commit loop every wavegraph processor runs.
+
+One iteration: ``getmany`` a batch → decode each record (invalid ones become dead letters) → every
+sink ``write``\\ s and ``flush``\\ es the valid events → dead letters are acknowledged by the broker →
+``commit({tp: last_offset + 1})``. Auto-commit is off, so a committed offset never runs ahead of what
+the sinks made durable; a crash replays at most the uncommitted batch (at-least-once; sinks are
+idempotent).
+
+Backpressure: a sink raising :class:`SinkBackpressureError` makes the loop pause its partitions, seek
+back to the batch's first offsets, wait ``retry_after`` (or until stopped) and resume.
+
+Rebalance: the batch in flight holds a lock; ``on_partitions_revoked`` waits for it (up to the commit
+deadline), so a revoked partition's work is flushed and committed before it moves.
+
+Shutdown: set the ``stop`` event; the loop finishes its batch, then every client is closed in
+reverse order by one ``AsyncExitStack``. No background task is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from wavegraph import metrics
+from wavegraph.errors import InvalidEvent, SinkBackpressureError
+from wavegraph.events import dlq_headers
+from wavegraph.settings import Settings
+from wavegraph.streams.producer import make_producer
+from wavegraph.streams.sink import Item, Rejection, Sink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Decoder = Callable[[ConsumerRecord[bytes, bytes]], T]
+
+
+class _RevokeListener(ConsumerRebalanceListener):
+    def __init__(self, processor: StreamProcessor[object]) -> None:
+        self._processor = processor
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # The batch in flight commits before it releases the lock; waiting for it is the flush.
+        lock = self._processor._batch_lock
+        try:
+            await asyncio.wait_for(lock.acquire(), self._processor.settings.runtime.commit_deadline_s)
+        except TimeoutError:
+            log.warning("revocation of %s: batch still in flight after the commit deadline", revoked)
+            return
+        lock.release()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class StreamProcessor(Generic[T]):
+    """Consume ``topics`` as consumer group ``group_id``, decode, write to ``sinks``, commit.
+
+    ``decode`` turns a record into an event or raises :class:`InvalidEvent` (→ dead letter).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        topics: Sequence[str],
+        decode: Decoder[T],
+        sinks: Sequence[Sink[T]],
+        *,
+        group_id: str | None = None,
+        max_batch: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.topics = list(topics)
+        self.decode = decode
+        self.sinks = list(sinks)
+        self.group_id = group_id or f"{settings.runtime.group_prefix}.{name}"
+        self.max_batch = max_batch or settings.runtime.max_batch
+        self._batch_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.committed: dict[TopicPartition, int] = {}
+        self.stats = {"consumed": 0, "sunk": 0, "dead_letters": 0, "pauses": 0, "commits": 0}
+        self.started = asyncio.Event()
+
+    def _make_consumer(self) -> AIOKafkaConsumer:
+        kafka = self.settings.kafka
+        return AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap,
+            group_id=self.group_id,
+            client_id=f"wavegraph-{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=kafka.max_message_bytes,
+            fetch_max_bytes=max(kafka.max_message_bytes, 52_428_800),
+            max_poll_records=self.max_batch,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then finish the batch in flight and close every client."""
+        async with AsyncExitStack() as stack:
+            producer = make_producer(self.settings.kafka, client_id=f"wavegraph-{self.name}-dlq")
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            consumer = self._make_consumer()
+            consumer.subscribe(self.topics, listener=_RevokeListener(self))  # type: ignore[arg-type]
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            self._consumer = consumer
+            self.started.set()
+            timeout_ms = self.settings.runtime.fetch_timeout_ms
+            while not stop.is_set():
+                try:
+                    batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=self.max_batch)
+                except KafkaError as exc:
+                    log.warning("%s: fetch failed, retrying: %s", self.name, exc)
+                    await asyncio.sleep(0.5)
+                    continue
+                if not batches:
+                    continue
+                async with self._batch_lock:
+                    retry_after = await self._process(consumer, producer, batches)
+                if retry_after is not None:
+                    await self._wait_backpressure(consumer, batches, retry_after, stop)
+            self._consumer = None
+
+    async def _process(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+    ) -> float | None:
+        started = time.perf_counter()
+        items: list[Item[T]] = []
+        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for tp, records in batches.items():
+            metrics.EVENTS_CONSUMED.labels(self.name, tp.topic).inc(len(records))
+            for rec in records:
+                try:
+                    value = self.decode(rec)
+                except InvalidEvent as exc:
+                    dead.append((rec, exc.reason))
+                    continue
+                items.append(Item(value, rec.topic, rec.partition, rec.offset, rec.value, tuple(rec.headers)))
+        self.stats["consumed"] += sum(len(r) for r in batches.values())
+        try:
+            for sink in self.sinks:
+                rejected: list[Rejection[T]] = await sink.write(items)
+                for rej in rejected:
+                    dead.append((_as_record(rej.item), rej.reason))
+                await sink.flush()
+        except SinkBackpressureError as exc:
+            log.info("%s: backpressure (%s); pausing for %.2fs", self.name, exc.reason, exc.retry_after)
+            return exc.retry_after
+        await self._send_dead_letters(producer, dead)
+        self.stats["sunk"] += len(items)
+        metrics.EVENTS_SUNK.labels(self.name).inc(len(items))
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group rebalanced under us: the new owner replays from the last commit (at-least-once).
+            log.warning("%s: commit failed after rebalance: %s", self.name, exc)
+            return None
+        self.committed.update(offsets)
+        self.stats["commits"] += 1
+        metrics.COMMITS.labels(self.name).inc()
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return None
+
+    async def _send_dead_letters(
+        self, producer: AIOKafkaProducer, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]
+    ) -> None:
+        if not dead:
+            return
+        futures = []
+        for rec, reason in dead:
+            headers = dlq_headers(rec.topic, rec.partition, rec.offset, reason, self.name, rec.headers)
+            futures.append(
+                await producer.send(
+                    self.settings.kafka.topics.dlq, value=rec.value, key=rec.key, headers=headers
+                )
+            )
+            metrics.DLQ_EVENTS.labels(self.name, reason.split(":", 1)[0][:40]).inc()
+        await asyncio.gather(*futures)  # broker acknowledged every dead letter before we commit
+        self.stats["dead_letters"] += len(dead)
+
+    async def _wait_backpressure(
+        self,
+        consumer: AIOKafkaConsumer,
+        batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        retry_after: float,
+        stop: asyncio.Event,
+    ) -> None:
+        assigned = consumer.assignment()
+        consumer.pause(*assigned)
+        self.stats["pauses"] += 1
+        metrics.BACKPRESSURE_PAUSES.labels(self.name).inc()
+        for tp, records in batches.items():
+            if tp in assigned:
+                consumer.seek(tp, records[0].offset)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=retry_after)
+        except TimeoutError:
+            pass
+        still = consumer.assignment()
+        consumer.resume(*[tp for tp in assigned if tp in still])
+
+
+def _as_record(item: Item[object]) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=item.topic,
+        partition=item.partition,
+        offset=item.offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=item.raw,
+        checksum=None,
+        serialized_key_size=-1,
+        serialized_value_size=len(item.raw or b""),
+        headers=list(item.headers),
+    )

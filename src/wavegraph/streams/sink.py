@@ -1,0 +1,47 @@
+"""The sink contract of the consume→sink→commit loop.
+
+A sink receives batches of validated events, may buffer them, and must have made everything it
+received durable when ``flush()`` returns: only then are the offsets committed. When it cannot take
+more now it raises :class:`wavegraph.errors.SinkBackpressureError`; the processor then pauses its
+partitions, seeks back to the first uncommitted offset, waits ``retry_after`` and resumes. A row the
+sink can never write (a data error) is returned as a :class:`Rejection` and goes to the dead-letter
+topic instead of failing the batch forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Item(Generic[T_co]):
+    """A validated event with the coordinates of the record it came from."""
+
+    value: T_co
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection(Generic[T_co]):
+    """An item the sink refuses for good, with the reason the dead letter will carry."""
+
+    item: Item[T_co]
+    reason: str
+
+
+class Sink(Protocol[T]):
+    async def write(self, batch: list[Item[T]]) -> list[Rejection[T]]:
+        """Take a batch; return the items rejected for good (usually none)."""
+        ...
+
+    async def flush(self) -> None:
+        """Make everything written so far durable."""
+        ...
