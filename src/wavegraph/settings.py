@@ -23,7 +23,7 @@ DEFAULT_CONFIG = Path("config/wavegraph.yaml")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
 
 class TopicsSettings(_Section):
@@ -243,5 +243,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
 
 
 def defaults_as_yaml() -> str:
-    """Every default as YAML, the content of ``config/wavegraph.yaml``."""
-    return yaml.safe_dump(Settings().model_dump(mode="json"), sort_keys=False)
+    """Every default as YAML, the content of ``config/wavegraph.yaml`` (home directory written as ``~``)."""
+    data = Settings().model_dump(mode="json")
+    home = str(Path.home())
+    for key in ("state_dir", "cache_dir"):
+        value = data["services"][key]
+        if value == home or value.startswith(home + "/"):
+            data["services"][key] = "~" + value[len(home) :]
+    return yaml.safe_dump(data, sort_keys=False)
