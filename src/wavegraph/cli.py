@@ -24,16 +24,16 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from wavegraph.commands import bench, config, produce
+    from wavegraph.commands import api, bench, config, produce, run, services
 
+    app.add_typer(services.app, name="services")
     app.add_typer(config.app, name="config")
     app.add_typer(produce.app, name="produce")
+    app.add_typer(run.app, name="run")
     app.add_typer(bench.app, name="bench")
-    try:
-        from wavegraph.commands import services
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
-    app.add_typer(services.app, name="services")
+    app.command(
+        "api", help="Serve the HTTP API (ingest, search, explain, stats, /metrics, /healthz, /docs)."
+    )(api.api_command)
 
 
 _register()

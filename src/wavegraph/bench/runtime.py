@@ -32,12 +32,11 @@ class CountingSink:
     def __init__(self) -> None:
         self.count = 0
 
-    async def write(self, batch: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
         self.count += len(batch)
-        return []
 
-    async def flush(self) -> None:
-        return None
+    async def flush(self) -> list[Rejection[EdgeEvent]]:
+        return []
 
 
 def sample_edges(n: int, tenant: str = "bench", seed: int = 0) -> list[bytes]:

@@ -36,6 +36,10 @@ def home(cache_dir: Path, name: str, version: str) -> Path:
     return cache_dir / f"{name}-{version}"
 
 
+def cached(cache_dir: Path, name: str, version: str) -> bool:
+    return (home(cache_dir, name, version) / "lib" / ".complete").exists()
+
+
 async def resolve(cache_dir: Path, name: str, version: str) -> Jars:
     """The lib directory of ``name`` at ``version``, resolving it with mvn when not cached."""
     lib = home(cache_dir, name, version) / "lib"

@@ -26,6 +26,6 @@ def require(program: str, purpose: str) -> str:
         package = PACKAGES.get(program, program)
         raise MissingPrerequisite(
             f"`{program}` was not found on PATH; it is needed {purpose}: "
-            f"install it with `sudo apt-get install -y {package}`."
+            f"install it with `apt-get install -y {package}`."
         )
     return path

@@ -152,10 +152,9 @@ class StreamProcessor(Generic[T]):
         self.stats["consumed"] += sum(len(r) for r in batches.values())
         try:
             for sink in self.sinks:
-                rejected: list[Rejection[T]] = await sink.write(items)
-                for rej in rejected:
-                    dead.append((_as_record(rej.item), rej.reason))
-                await sink.flush()
+                await sink.write(items)
+                rejected: list[Rejection[T]] = await sink.flush()
+                dead.extend((_as_record(rej.item), rej.reason) for rej in rejected)
         except SinkBackpressureError as exc:
             log.info("%s: backpressure (%s); pausing for %.2fs", self.name, exc.reason, exc.retry_after)
             return exc.retry_after

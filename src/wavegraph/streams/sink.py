@@ -38,10 +38,13 @@ class Rejection(Generic[T_co]):
 
 
 class Sink(Protocol[T]):
-    async def write(self, batch: list[Item[T]]) -> list[Rejection[T]]:
-        """Take a batch; return the items rejected for good (usually none)."""
+    async def write(self, batch: list[Item[T]]) -> None:
+        """Take a batch (buffering is allowed); may raise :class:`SinkBackpressureError`."""
         ...
 
-    async def flush(self) -> None:
-        """Make everything written so far durable."""
+    async def flush(self) -> list[Rejection[T]]:
+        """Make everything written so far durable; return the items refused for good (usually none).
+
+        May raise :class:`SinkBackpressureError`, after which the runtime redelivers the batch.
+        """
         ...

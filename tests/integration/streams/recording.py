@@ -27,7 +27,7 @@ class RecordingSink:
         self.rejected_batches: list[tuple[int, int]] = []  # (partition, first offset) of refused batches
         self.accepted_batches: list[list[tuple[int, int]]] = []
 
-    async def write(self, batch: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
         if self.backpressure_left > 0:
             self.backpressure_left -= 1
             firsts: dict[int, int] = {}
@@ -37,9 +37,8 @@ class RecordingSink:
             raise SinkBackpressureError(self.retry_after, "test sink is full")
         self.pending.extend(batch)
         self.accepted_batches.append([(it.partition, it.offset) for it in batch])
-        return []
 
-    async def flush(self) -> None:
+    async def flush(self) -> list[Rejection[EdgeEvent]]:
         rows = [(it.partition, it.offset, it.value.event_id) for it in self.pending]
         if self.path is not None and rows:
             with self.path.open("a") as fh:
@@ -48,3 +47,4 @@ class RecordingSink:
                 os.fsync(fh.fileno())
         self.flushed.extend(rows)
         self.pending.clear()
+        return []

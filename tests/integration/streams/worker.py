@@ -18,13 +18,13 @@ from recording import RecordingSink
 from wavegraph.events import EdgeEvent, decode_edge
 from wavegraph.settings import load_settings
 from wavegraph.streams.processor import StreamProcessor
-from wavegraph.streams.sink import Item, Rejection
+from wavegraph.streams.sink import Item
 
 
 class SlowRecordingSink(RecordingSink):
-    async def write(self, batch: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
         await asyncio.sleep(0.05)
-        return await super().write(batch)
+        await super().write(batch)
 
 
 async def main(topic: str, group: str, record: Path) -> None:

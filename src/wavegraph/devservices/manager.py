@@ -1,0 +1,71 @@
+"""Start, check and stop the local services together (in parallel), from settings."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from wavegraph.devservices.base import DownReport, Health, Service, UpReport
+from wavegraph.devservices.kafka import Kafka
+from wavegraph.devservices.neo4j import Neo4j
+from wavegraph.devservices.postgres import Postgres
+from wavegraph.devservices.redis import Redis
+from wavegraph.errors import ConfigError
+from wavegraph.settings import Settings
+
+T = TypeVar("T")
+
+SERVICES: dict[str, type[Service]] = {"kafka": Kafka, "neo4j": Neo4j, "postgres": Postgres, "redis": Redis}
+
+
+def service(settings: Settings, name: str) -> Service:
+    """The service called ``name`` (kafka, neo4j, postgres, redis) configured by ``settings``."""
+    try:
+        return SERVICES[name](settings)
+    except KeyError:
+        raise ConfigError(f"unknown service {name!r}; choose from {', '.join(SERVICES)}") from None
+
+
+class ServiceManager:
+    """``up``/``down``/``status`` over the enabled services (``settings.services.enabled``).
+
+    Every method takes ``only`` (service names) to act on a subset. Methods are coroutines; from
+    synchronous code use ``asyncio.run(ServiceManager(settings).up())``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def services(self, only: Iterable[str] | None = None) -> list[Service]:
+        names = list(self.settings.services.enabled) if only is None else list(only)
+        return [service(self.settings, name) for name in names]
+
+    async def up(self, only: Iterable[str] | None = None) -> list[UpReport]:
+        """Start every selected service not already healthy, in parallel; raise the first failure
+        after all attempts have finished (services that did start stay up). Missing programs are
+        reported before anything starts."""
+        services = self.services(only)
+        for s in services:
+            if s.managed and s.pid() is None:
+                s.check_prerequisites()
+        return await _gather([s.up() for s in services])
+
+    async def down(self, only: Iterable[str] | None = None) -> list[DownReport]:
+        return await _gather([s.down() for s in self.services(only)])
+
+    async def status(self, only: Iterable[str] | None = None) -> list[Health]:
+        return list(await asyncio.gather(*(s.health() for s in self.services(only))))
+
+    async def healthy(self, only: Iterable[str] | None = None) -> bool:
+        return all(h.ok for h in await self.status(only))
+
+
+async def _gather(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    results = await asyncio.gather(*coros, return_exceptions=True)
+    done: list[T] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        done.append(result)
+    return done

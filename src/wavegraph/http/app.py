@@ -1,0 +1,87 @@
+"""The Starlette application: an explicit route list, pure ASGI middleware and one lifespan.
+
+The lifespan opens every client in one ``AsyncExitStack`` (closed in reverse order, each closing
+once): it makes sure the edges topic exists, starts the idempotent Kafka producer (flushed on exit, so
+acknowledged-but-unanswered events still reach the broker) and opens the Redis client. Kafka must be
+reachable at start (the app refuses to start otherwise); Redis need not be (ingest then ignores the
+breaker and ``/healthz`` says so).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
+
+from wavegraph.http.auth import Authenticator
+from wavegraph.http.backpressure import BreakerGate, SendQueue
+from wavegraph.http.context import ACK_TIMEOUT_S, ApiContext
+from wavegraph.http.errors import EXCEPTION_HANDLERS
+from wavegraph.http.health import healthz
+from wavegraph.http.ingest import ingest_edges
+from wavegraph.http.metrics_route import metrics_endpoint
+from wavegraph.http.middleware import RequestContextMiddleware
+from wavegraph.http.openapi import docs_endpoint, openapi_endpoint
+from wavegraph.settings import Settings
+from wavegraph.streams.producer import make_producer
+from wavegraph.streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+BREAKER_CACHE_S = 0.2  # the breaker state is read from Redis at most this often
+
+
+def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> Starlette:
+    """The wavegraph HTTP API. Serve it with uvicorn, or enter ``app.router.lifespan_context(app)``."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await ensure_topics(settings.kafka, [settings.kafka.topics.edges])
+            producer = make_producer(settings.kafka, client_id="wavegraph-api")
+            stack.push_async_callback(producer.stop)  # safe when start() failed, and idempotent
+            await producer.start()
+            client = aioredis.Redis.from_url(
+                settings.redis.url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+            stack.push_async_callback(client.aclose)
+            app.state.ctx = ApiContext(
+                settings=settings,
+                producer=producer,
+                redis=client,
+                auth=Authenticator(settings.http.api_keys),
+                send_queue=SendQueue(settings.http.send_queue),
+                breaker=BreakerGate(client, ttl_s=BREAKER_CACHE_S),
+                ack_timeout_s=ack_timeout_s,
+            )
+            stack.callback(delattr, app.state, "ctx")
+            log.info("wavegraph API ready: producing to %s", settings.kafka.topics.edges)
+            yield
+
+    routes = [
+        Route("/v1/ingest/edges", ingest_edges, methods=["POST"], name="ingest_edges"),
+        Route("/healthz", healthz, methods=["GET"], name="healthz"),
+        Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"], name="openapi"),
+        Route("/docs", docs_endpoint, methods=["GET"], name="docs"),
+    ]
+    middleware = [Middleware(RequestContextMiddleware)]
+    if settings.http.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.http.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-Request-ID"],
+                expose_headers=["Retry-After", "X-Request-ID", "Server-Timing"],
+            )
+        )
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan
+    )

