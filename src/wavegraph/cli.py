@@ -24,13 +24,18 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from wavegraph.commands import api, bench, config, produce, run, services
+    from wavegraph.commands import api, bench, config, models, produce, run, services
+    from wavegraph.commands.transcribe import transcribe_command
 
     app.add_typer(services.app, name="services")
     app.add_typer(config.app, name="config")
     app.add_typer(produce.app, name="produce")
     app.add_typer(run.app, name="run")
     app.add_typer(bench.app, name="bench")
+    app.add_typer(models.app, name="models")
+    app.command("transcribe", help="Transcribe a WAV file offline (no Kafka): text, segments, device, xRT.")(
+        transcribe_command
+    )
     app.command(
         "api", help="Serve the HTTP API (ingest, search, explain, stats, /metrics, /healthz, /docs)."
     )(api.api_command)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
 from wavegraph.errors import InvalidEvent
 
@@ -28,7 +29,7 @@ RelType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_]
 
 def stable_id(*parts: object) -> str:
     """A deterministic 32-hex-digit id: sha256 over the parts joined by the unit separator."""
-    joined = "\x1f".join(str(p) for p in parts).encode()
+    joined = "\x1f".join(map(str, parts)).encode()
     return hashlib.sha256(joined).hexdigest()[:32]
 
 
@@ -50,16 +51,23 @@ class EdgeEvent(_Event):
     weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
     ts: float = Field(ge=0.0, allow_inf_nan=False, description="event time, seconds since the epoch")
     op: Literal["upsert", "delete"] = "upsert"
-    event_id: str = Field("", max_length=128)
+    given_id: str = Field("", alias="event_id", max_length=128, exclude=True)
     props: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _fill_id(self) -> EdgeEvent:
-        if not self.event_id:
-            object.__setattr__(
-                self, "event_id", stable_id(self.tenant, self.src, self.rel, self.dst, self.ts, self.op)
-            )
-        return self
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def event_id(self) -> str:
+        """The producer's id, else ``id(tenant, src, rel, dst, ts, op)``; computed on first use (hot path)."""
+        return self.given_id or stable_id(self.tenant, self.src, self.rel, self.dst, self.ts, self.op)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when the content and the (given or computed) event id agree."""
+        if not isinstance(other, EdgeEvent):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(self.event_id)
 
     @property
     def edge_key(self) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from rich.progress import Progress
 
 from wavegraph.bench.report import build_report, write_report
@@ -59,14 +58,17 @@ def sample_edges(n: int, tenant: str = "bench", seed: int = 0) -> list[bytes]:
 
 
 async def _bare(settings: Settings, topic: str, total: int) -> float:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka.bootstrap,
+    # The same consumer configuration as the runtime's, so only the per-batch work differs.
+    probe: StreamProcessor[EdgeEvent] = StreamProcessor(
+        settings,
+        "bench-bare",
+        [topic],
+        lambda r: decode_edge(r.value, 0),
+        [],
         group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=settings.runtime.max_batch,
     )
+    consumer = probe._make_consumer()
+    consumer.subscribe([topic])
     await consumer.start()
     try:
         seen = 0

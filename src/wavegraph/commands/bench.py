@@ -22,3 +22,19 @@ def runtime(quick: bool = QUICK, out: Path | None = OUT) -> None:
     from wavegraph.bench.runtime import run_runtime_bench
 
     run_runtime_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command()
+def asr(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """whisper.cpp xRT and WER: bare pywhispercpp vs the engine vs 2 s chunks through windows."""
+    from wavegraph.bench.asr import run_asr_bench
+
+    run_asr_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command()
+def poincare(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """Poincaré-ball round-trip errors per dtype and the overshoot of stabilised vs textbook maps."""
+    from wavegraph.bench.poincare import run_poincare_bench
+
+    run_poincare_bench(quick=quick, out=out)

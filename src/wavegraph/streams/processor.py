@@ -9,8 +9,11 @@ idempotent).
 Backpressure: a sink raising :class:`SinkBackpressureError` makes the loop pause its partitions, seek
 back to the batch's first offsets, wait ``retry_after`` (or until stopped) and resume.
 
-Rebalance: the batch in flight holds a lock; ``on_partitions_revoked`` waits for it (up to the commit
-deadline), so a revoked partition's work is flushed and committed before it moves.
+Commits are pipelined: the commit of a flushed batch overlaps the fetch and processing of the next
+batch (at most one commit in flight; it never covers anything not yet flushed).
+
+Rebalance: the batch in flight holds a lock; ``on_partitions_revoked`` waits for it and for the commit
+in flight (up to the commit deadline), so a revoked partition's work is flushed and committed first.
 
 Shutdown: set the ``stop`` event; the loop finishes its batch, then every client is closed in
 reverse order by one ``AsyncExitStack``. No background task is left behind.
@@ -54,7 +57,12 @@ class _RevokeListener(ConsumerRebalanceListener):
         except TimeoutError:
             log.warning("revocation of %s: batch still in flight after the commit deadline", revoked)
             return
-        lock.release()
+        try:
+            await asyncio.wait_for(
+                self._processor.wait_commit(), self._processor.settings.runtime.commit_deadline_s
+            )
+        finally:
+            lock.release()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -89,6 +97,7 @@ class StreamProcessor(Generic[T]):
         self.committed: dict[TopicPartition, int] = {}
         self.stats = {"consumed": 0, "sunk": 0, "dead_letters": 0, "pauses": 0, "commits": 0}
         self.started = asyncio.Event()
+        self._commit_task: asyncio.Task[None] | None = None
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -129,6 +138,7 @@ class StreamProcessor(Generic[T]):
                     retry_after = await self._process(consumer, producer, batches)
                 if retry_after is not None:
                     await self._wait_backpressure(consumer, batches, retry_after, stop)
+            await self.wait_commit()
             self._consumer = None
 
     async def _process(
@@ -162,17 +172,31 @@ class StreamProcessor(Generic[T]):
         self.stats["sunk"] += len(items)
         metrics.EVENTS_SUNK.labels(self.name).inc(len(items))
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        # The commit of this (flushed) batch overlaps the fetch and processing of the next one; at most
+        # one commit is in flight, and it is awaited before the next commit, on revocation and at exit.
+        await self.wait_commit()
+        self._commit_task = asyncio.create_task(self._commit(consumer, offsets, started))
+        return None
+
+    async def _commit(
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float
+    ) -> None:
         try:
             await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # The group rebalanced under us: the new owner replays from the last commit (at-least-once).
-            log.warning("%s: commit failed after rebalance: %s", self.name, exc)
-            return None
+            log.warning("%s: commit failed: %s", self.name, exc)
+            return
         self.committed.update(offsets)
         self.stats["commits"] += 1
         metrics.COMMITS.labels(self.name).inc()
         metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
-        return None
+
+    async def wait_commit(self) -> None:
+        """Wait for the commit in flight, if any."""
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            await task
 
     async def _send_dead_letters(
         self, producer: AIOKafkaProducer, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]

@@ -1,0 +1,1 @@
+"""Graph analytics on the edge stream: state, PageRank, embeddings, Poincaré geometry, HAA."""
