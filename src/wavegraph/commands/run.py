@@ -37,3 +37,10 @@ def edges() -> None:
     from wavegraph.processors.edges import run_edges
 
     serve(run_edges)
+
+
+def demo_command() -> None:
+    """Run the pipeline on sample data against the local services and print what happened."""
+    from wavegraph.demo import run_demo
+
+    run_demo(load_settings())
