@@ -38,3 +38,15 @@ def poincare(quick: bool = QUICK, out: Path | None = OUT) -> None:
     from wavegraph.bench.poincare import run_poincare_bench
 
     run_poincare_bench(quick=quick, out=out)
+
+
+@app.command()
+def tpl(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    edges: Path | None = typer.Option(None, "--edges", exists=True, dir_okay=False, help="Your edge list."),
+) -> None:
+    """Incremental PageRank vs full recompute for ΔE ∈ {1, 10, 20} % of the edges."""
+    from wavegraph.bench.tpl import run_tpl_bench
+
+    run_tpl_bench(quick=quick, out=out, edges=edges)
