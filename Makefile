@@ -42,8 +42,9 @@ pytest: install
 
 test: lint typecheck pytest  ## lint + type check + pytest against the real services (started and stopped here)
 
-demo: install  ## start the services and run the pipeline on sample data
+demo: install  ## start the services, apply the migrations and run the pipeline on sample data
 	$(BIN)/wavegraph services up
+	$(BIN)/wavegraph migrate apply
 	$(BIN)/wavegraph demo
 
 services-up: install
@@ -54,7 +55,7 @@ services-down:
 
 bench: install
 	$(BIN)/wavegraph services up
-	for b in runtime tpl poincare; do $(BIN)/wavegraph bench $$b || exit 1; done
+	for b in runtime tpl poincare graphwave node2vec asr; do $(BIN)/wavegraph bench $$b || exit 1; done
 
 clean:
 	-$(BIN)/wavegraph services down

@@ -29,6 +29,8 @@ def services(settings: Settings) -> Iterator[Settings]:
     """Kafka, Neo4j, PostgreSQL and Redis answering on the configured ports (started if needed, left
     running afterwards so the next session starts warm; ``wavegraph services down`` stops them)."""
     from wavegraph.devservices.manager import ServiceManager
+    from wavegraph.migrations import apply_all
 
     asyncio.run(ServiceManager(settings).up())
+    apply_all(settings)  # every schema the tests rely on (idempotent: a no-op when applied)
     yield settings

@@ -24,11 +24,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from wavegraph.commands import api, bench, config, graph, models, produce, run, services
+    from wavegraph.commands import api, bench, config, graph, migrate, models, produce, run, services
     from wavegraph.commands.transcribe import transcribe_command
 
     app.add_typer(services.app, name="services")
     app.add_typer(config.app, name="config")
+    app.add_typer(migrate.app, name="migrate")
     app.add_typer(produce.app, name="produce")
     app.add_typer(run.app, name="run")
     app.add_typer(bench.app, name="bench")
@@ -52,6 +53,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # chatty libraries: their INFO lines drown what the command says
+        for name in ("aiokafka", "gensim", "kafka", "neo4j", "httpx", "numba"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main() -> None:

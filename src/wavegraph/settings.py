@@ -150,6 +150,9 @@ class GraphSettings(_Section):
     embedding_dim: int = Field(64, ge=2)
     curvature: float = Field(-1.0, lt=0)
     haa_temperature: float = Field(1.0, gt=0)
+    embedding: Literal["spectral", "node2vec"] = "spectral"
+    publish_l1: float = Field(1e-7, gt=0)
+    max_node_events: int = Field(10_000, ge=1)
 
 
 class VectorSettings(_Section):

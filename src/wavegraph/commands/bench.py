@@ -50,3 +50,35 @@ def tpl(
     from wavegraph.bench.tpl import run_tpl_bench
 
     run_tpl_bench(quick=quick, out=out, edges=edges)
+
+
+@app.command()
+def node2vec(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    edges: Path | None = typer.Option(None, "--edges", exists=True, dir_okay=False, help="Your edge list."),
+) -> None:
+    """Node2Vec walk throughput next to PecanPy's, and the best (p, q) with its link-prediction AUC."""
+    from wavegraph.bench.node2vec import run_node2vec_bench
+
+    run_node2vec_bench(quick=quick, out=out, edges=edges)
+
+
+@app.command()
+def graphwave(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    edges: Path | None = typer.Option(None, "--edges", exists=True, dir_okay=False, help="Your edge list."),
+) -> None:
+    """GraphWave time and accuracy next to a reference on pygsp's heat filters."""
+    from wavegraph.bench.graphwave import run_graphwave_bench
+
+    run_graphwave_bench(quick=quick, out=out, edges=edges)
+
+
+@app.command("haa-migration")
+def haa_migration(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """The HAA migration on an ephemeral Neo4j: 100k nodes / 300k relationships with 5 % duplicates."""
+    from wavegraph.bench.haa_migration import run_haa_migration_bench
+
+    run_haa_migration_bench(load_settings(), quick=quick, out=out)

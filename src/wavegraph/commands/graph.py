@@ -101,3 +101,93 @@ def haa(
         else:
             pa_csv.write_csv(table, attention_out)
     _done(out, len(ids), "HAA vectors")
+
+
+@app.command()
+def node2vec(
+    edges: Path = EDGES,
+    out: Path = OUT,
+    p: float = typer.Option(1.0, min=1e-6, help="Return parameter."),
+    q: float = typer.Option(1.0, min=1e-6, help="In-out parameter."),
+    dim: int = typer.Option(64, min=2),
+    walk_length: int = typer.Option(40, min=2),
+    walks_per_node: int = typer.Option(10, min=1),
+    window: int = typer.Option(5, min=1),
+    epochs: int = typer.Option(1, min=1),
+    seed: int = typer.Option(0),
+    best_pq: Path | None = typer.Option(None, help="Take p, q from this best_pq.json (hash must match)."),
+    search_minutes: float | None = typer.Option(
+        None,
+        min=0.01,
+        help="Search (p, q) by link-prediction AUC for this long; writes best_pq.json beside --out.",
+    ),
+) -> None:
+    """Node2Vec: biased second-order walks + skip-gram (gensim), optionally after a timed (p, q) search."""
+    from rich.progress import Progress
+
+    from wavegraph.processors.graph.io import write_node_table
+    from wavegraph.processors.graph.node2vec import Node2VecConfig, node2vec_from_edges
+    from wavegraph.processors.graph.pq_search import search_pq
+    from wavegraph.processors.graph.state import GraphState, read_edge_list
+
+    _check_out(out)
+    edge_list = read_edge_list(edges)
+    config = Node2VecConfig(
+        dim=dim,
+        walk_length=walk_length,
+        walks_per_node=walks_per_node,
+        window=window,
+        epochs=epochs,
+        seed=seed,
+    )
+    if search_minutes is not None:
+        best_file = out.with_name("best_pq.json")
+        with Progress() as progress:
+            task = progress.add_task("searching (p, q)", total=None)
+            result = search_pq(
+                GraphState.from_edges(edge_list.src, edge_list.dst, edge_list.weight),
+                max_minutes=search_minutes,
+                out=best_file,
+                config=config,
+                on_trial=lambda *_: progress.advance(task),
+            )
+        Console().print(f"best (p, q) = ({result.p}, {result.q}), AUC {result.score:.3f} → {best_file}")
+        best_pq = best_file
+    ids, vectors, (p_used, q_used) = node2vec_from_edges(edge_list, p=p, q=q, config=config, best_pq=best_pq)
+    write_node_table(out, ids, {"n2v": vectors})
+    _done(out, len(ids), f"Node2Vec vectors (p={p_used}, q={q_used})")
+
+
+@app.command()
+def graphwave(
+    edges: Path = EDGES,
+    out: Path = OUT,
+    n_scales: int = typer.Option(2, min=1, help="Number of heat scales chosen from the spectrum."),
+    order: int | None = typer.Option(None, min=2, help="Chebyshev terms (default: from the tolerance)."),
+    device: str = typer.Option("cpu", help="cpu or gpu (CuPy)."),
+) -> None:
+    """GraphWave structural embeddings (heat wavelets, Chebyshev, characteristic function)."""
+    from rich.progress import Progress
+
+    from wavegraph.processors.graph.graphwave import graphwave_from_edges
+    from wavegraph.processors.graph.io import write_node_table
+    from wavegraph.processors.graph.state import read_edge_list
+
+    _check_out(out)
+    if device not in ("cpu", "gpu"):
+        raise typer.BadParameter("device must be cpu or gpu", param_hint="--device")
+    with Progress() as progress:
+        task = progress.add_task("graphwave", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        ids, emb = graphwave_from_edges(
+            read_edge_list(edges),
+            n_scales=n_scales,
+            order=order,
+            device=device,  # type: ignore[arg-type]
+            progress=tick,
+        )
+    write_node_table(out, ids, {"gw": emb.vectors})
+    _done(out, len(ids), "GraphWave vectors")

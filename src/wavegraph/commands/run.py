@@ -39,6 +39,14 @@ def edges() -> None:
     serve(run_edges)
 
 
+@app.command()
+def graph() -> None:
+    """Keep PageRank current per batch of edges, recompute embeddings + HAA, publish wavegraph.nodes.v1."""
+    from wavegraph.processors.graph_job import run_graph
+
+    serve(run_graph)
+
+
 def demo_command() -> None:
     """Run the pipeline on sample data against the local services and print what happened."""
     from wavegraph.demo import run_demo

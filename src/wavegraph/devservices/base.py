@@ -203,7 +203,10 @@ class Service(ABC):
                     f"{self.name} did not answer within {self.settings.services.start_timeout_s:.0f}s "
                     f"({health.detail}); last lines of {self.log_file}:\n{process.tail(self.log_file)}"
                 )
-            if self.pid() is None and process.read_pid(self.pid_file) is not None:
+            # Only a dead process counts as "exited": while a JVM starts (or re-execs itself) its
+            # /proc cmdline can briefly be unreadable, which made pid() miss a live server.
+            recorded = process.read_pid(self.pid_file)
+            if recorded is not None and not process.pid_alive(recorded):
                 raise ServiceError(
                     f"{self.name} exited while starting; last lines of {self.log_file}:\n"
                     f"{process.tail(self.log_file)}"

@@ -71,7 +71,12 @@ def ephemeral_sync(
     cm = ephemeral(settings, *services, parent=parent, keep=keep)
     runner = asyncio.Runner()
     try:
-        yield runner.run(cm.__aenter__())
+        scratch = runner.run(cm.__aenter__())  # a failed start cleans up inside __aenter__ itself
+    except BaseException:
+        runner.close()
+        raise
+    try:
+        yield scratch
     except BaseException as exc:
         if not runner.run(cm.__aexit__(type(exc), exc, exc.__traceback__)):
             raise

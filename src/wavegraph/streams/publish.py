@@ -57,17 +57,33 @@ def _looks_like_csv_header(line: str) -> bool:
     return {"src", "dst"} <= cols
 
 
+def edge_key(value: bytes) -> bytes | None:
+    """The partitioning key of an edge record, ``tenant/src/rel/dst``; None when it cannot be read."""
+    try:
+        obj = orjson.loads(value)
+        return f"{obj['tenant']}/{obj['src']}/{obj.get('rel', 'LINKS')}/{obj['dst']}".encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
 async def publish_values(
-    kafka: KafkaSettings, topic: str, values: Iterable[bytes], progress: Progress | None = None
+    kafka: KafkaSettings,
+    topic: str,
+    values: Iterable[bytes],
+    progress: Progress | None = None,
+    key: Callable[[bytes], bytes | None] | None = None,
 ) -> int:
-    """Send every value (acks=all, idempotent producer); return the count the broker acknowledged."""
+    """Send every value (acks=all, idempotent producer); return the count the broker acknowledged.
+
+    ``key`` computes each record's key (e.g. :func:`edge_key`); without it records are unkeyed.
+    """
     producer = make_producer(kafka, linger_ms=10)
     await producer.start()
     try:
         sent = 0
         pending = []
         for value in values:
-            pending.append(await producer.send(topic, value=value))
+            pending.append(await producer.send(topic, value=value, key=key(value) if key else None))
             if len(pending) >= 5000:
                 for fut in pending:
                     await fut

@@ -1,0 +1,2 @@
+-- Intentionally empty: the vector extension stays installed. `wavegraph services up` installs it and
+-- checks for it, and dropping it would also drop vector columns that other schemas may hold.

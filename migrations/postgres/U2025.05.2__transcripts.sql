@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS transcript_segments;
+DROP TABLE IF EXISTS transcripts;

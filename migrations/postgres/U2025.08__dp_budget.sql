@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS dp_audit_log;
+DROP TABLE IF EXISTS dp_budget;

@@ -1,0 +1,146 @@
+"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|bad-input``: fault scenarios under load.
+
+Each prints its figures, writes ``bench/results/chaos_<name>.json`` and exits 1 if one does not hold.
+The scenarios that stop a server (``neo4j-outage``, ``kafka-restart``) stop a throwaway instance on
+its own port unless ``--shared`` asks for the configured one: other work on the shared services would
+see the outage too. Every scenario uses a private Redis, because the breaker state lives under one
+fixed key that every API reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from wavegraph.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Fault scenarios under load; each writes bench/results/chaos_<name>.json.", no_args_is_help=True
+)
+
+OUT = typer.Option(None, "--out", help="Where to write the JSON (default: bench/results/chaos_<name>.json).")
+SHARED = typer.Option(False, "--shared", help="Stop the configured server instead of a throwaway one.")
+
+
+def _run(
+    settings: Settings, private: tuple[str, ...], scenario: Any, figures: tuple[str, ...], out: Path | None
+) -> None:
+    from wavegraph.loadtest.scope import run_with_private
+    from wavegraph.loadtest.summary import publish
+
+    if not publish(run_with_private(settings, scenario, *private), figures, out):
+        raise typer.Exit(1)
+
+
+@app.command("neo4j-outage")
+def neo4j_outage(
+    seconds: float = typer.Option(60.0, "--seconds", min=1, help="How long Neo4j stays stopped."),
+    rate: float = typer.Option(500.0, "--rate", min=1, help="Events/s offered over HTTP meanwhile."),
+    breaker_timeout: float | None = typer.Option(
+        None, "--breaker-timeout", help="Seconds the breaker stays open (default: ingest.breaker_timeout_s)."
+    ),
+    shared: bool = SHARED,
+    out: Path | None = OUT,
+) -> None:
+    """Stop Neo4j under load: the breaker opens and half-opens, the API answers 429 + Retry-After while
+    it is open, and after recovery every accepted edge is in Neo4j exactly once."""
+    from wavegraph.devservices.manager import service
+    from wavegraph.loadtest.outage import OutagePlan, run_outage
+
+    plan = OutagePlan(outage_s=seconds, rate=rate)
+    settings = load_settings()
+    if breaker_timeout is not None:
+        ingest = settings.ingest.model_copy(update={"breaker_timeout_s": breaker_timeout})
+        settings = settings.model_copy(update={"ingest": ingest})
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        # With --shared the configured server; otherwise the throwaway one ``s`` points at.
+        return await run_outage(s, service(settings if shared else s, "neo4j"), plan)
+
+    figures = (
+        "breaker_path",
+        "answers_429_while_open",
+        "retry_after_values",
+        "unavailable_s",
+        "accepted",
+        "final_loss",
+        "lost",
+        "duplicates",
+        "drain_s",
+    )
+    _run(settings, ("redis",) if shared else ("neo4j", "redis"), scenario, figures, out)
+
+
+@app.command("worker-kill")
+def worker_kill(
+    events: int = typer.Option(
+        100_000, "--events", min=1000, help="Edges published before the worker starts."
+    ),
+    kills: int = typer.Option(2, "--kills", min=1, help="How many times the worker is SIGKILLed."),
+    out: Path | None = OUT,
+) -> None:
+    """SIGKILL `wavegraph run edges` during batch writes and restart it: 0 lost, 0 duplicates."""
+    from wavegraph.loadtest.kill import KillPlan, run_worker_kill
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        return await run_worker_kill(s, KillPlan(events=events, kills=kills))
+
+    _run(
+        load_settings(),
+        ("redis",),
+        scenario,
+        ("kills_mid_write", "replayed", "lost", "duplicates", "drain_s", "elapsed_s"),
+        out,
+    )
+
+
+@app.command("kafka-restart")
+def kafka_restart(
+    down: float = typer.Option(10.0, "--down", min=0, help="Seconds the broker stays stopped."),
+    rate: float = typer.Option(
+        500.0, "--rate", min=1, help="Events/s offered over HTTP, and again straight to Kafka."
+    ),
+    shared: bool = SHARED,
+    out: Path | None = OUT,
+) -> None:
+    """Restart the Kafka broker under load: producers resend, the processor resumes; 0 lost, 0 duplicates."""
+    from wavegraph.devservices.manager import service
+    from wavegraph.loadtest.broker import BrokerRestartPlan, run_broker_restart
+
+    settings = load_settings()
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        broker = service(settings if shared else s, "kafka")
+        return await run_broker_restart(s, broker, BrokerRestartPlan(rate=rate, down_s=down))
+
+    figures = ("unavailable_s", "accepted", "final_loss", "lost", "duplicates", "drain_s")
+    _run(settings, ("redis",) if shared else ("kafka", "redis"), scenario, figures, out)
+
+
+@app.command("bad-input")
+def bad_input(
+    events: int = typer.Option(10_000, "--events", min=100, help="Records in the stream."),
+    malformed_pct: float = typer.Option(
+        2.0, "--malformed-pct", min=0.1, max=50, help="Share of malformed records."
+    ),
+    out: Path | None = OUT,
+) -> None:
+    """A stream with malformed events (bad JSON, missing fields, wrong types, oversized, unknown tenant):
+    all of them in the DLQ with a reason, all valid ones in Neo4j."""
+    from wavegraph.loadtest.bad_input import BadInputPlan, run_bad_input
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        return await run_bad_input(s, BadInputPlan(events=events, malformed_pct=malformed_pct))
+
+    figures = (
+        "malformed",
+        "dead_letters",
+        "reasons_ok",
+        "valid",
+        "lost",
+        "duplicates",
+        "unknown_tenant_edges",
+    )
+    _run(load_settings(), ("redis",), scenario, figures, out)
