@@ -51,7 +51,7 @@ class KafkaSettings(_Section):
 
 
 class Neo4jSettings(_Section):
-    version: str = "5.26.0"
+    version: str = "5.26.12"
     host: str = "127.0.0.1"
     bolt_port: int = Field(7687, ge=1, le=65535)
     user: str = "neo4j"
