@@ -82,3 +82,11 @@ def haa_migration(quick: bool = QUICK, out: Path | None = OUT) -> None:
     from wavegraph.bench.haa_migration import run_haa_migration_bench
 
     run_haa_migration_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command(name="asr-pipeline")
+def asr_pipeline(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """Whisper xRT through Kafka (whole clips, 2 s chunks) vs bare pywhispercpp; embedder sentences/s."""
+    from wavegraph.bench.asr_pipeline import run_asr_pipeline_bench
+
+    run_asr_pipeline_bench(load_settings(), quick=quick, out=out)

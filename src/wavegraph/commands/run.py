@@ -40,6 +40,14 @@ def edges() -> None:
 
 
 @app.command()
+def audio() -> None:
+    """Consume wavegraph.audio.v1, transcribe with Whisper, publish and store transcripts (commit after)."""
+    from wavegraph.processors.transcribe import run_audio
+
+    serve(run_audio)
+
+
+@app.command()
 def graph() -> None:
     """Keep PageRank current per batch of edges, recompute embeddings + HAA, publish wavegraph.nodes.v1."""
     from wavegraph.processors.graph_job import run_graph

@@ -12,6 +12,13 @@ back to the batch's first offsets, wait ``retry_after`` (or until stopped) and r
 Commits are pipelined: the commit of a flushed batch overlaps the fetch and processing of the next
 batch (at most one commit in flight; it never covers anything not yet flushed).
 
+Sinks whose work spans batches (a transcription window over many records) implement
+:class:`~wavegraph.streams.sink.CommitGate`: each commit is lowered to ``committable(tp, offset)``, the
+first record such a sink still holds. The position after the last processed record of each partition
+is remembered, so a later flush that releases held records commits them without new records. When a
+fetch comes back empty and a gate's ``next_deadline()`` has passed, the loop runs a flush cycle with an
+empty batch (an idle window to close).
+
 Rebalance: the batch in flight holds a lock; ``on_partitions_revoked`` waits for it and for the commit
 in flight (up to the commit deadline), so a revoked partition's work is flushed and committed first.
 
@@ -37,7 +44,7 @@ from wavegraph.errors import InvalidEvent, SinkBackpressureError
 from wavegraph.events import dlq_headers
 from wavegraph.settings import Settings
 from wavegraph.streams.producer import make_producer
-from wavegraph.streams.sink import Item, Rejection, Sink
+from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +69,7 @@ class _RevokeListener(ConsumerRebalanceListener):
                 self._processor.wait_commit(), self._processor.settings.runtime.commit_deadline_s
             )
         finally:
+            self._processor.forget(revoked)
             lock.release()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -98,6 +106,8 @@ class StreamProcessor(Generic[T]):
         self.stats = {"consumed": 0, "sunk": 0, "dead_letters": 0, "pauses": 0, "commits": 0}
         self.started = asyncio.Event()
         self._commit_task: asyncio.Task[None] | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self._gates = [s for s in self.sinks if isinstance(s, CommitGate)]
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -132,7 +142,7 @@ class StreamProcessor(Generic[T]):
                     log.warning("%s: fetch failed, retrying: %s", self.name, exc)
                     await asyncio.sleep(0.5)
                     continue
-                if not batches:
+                if not batches and not self._timer_due():
                     continue
                 async with self._batch_lock:
                     retry_after = await self._process(consumer, producer, batches)
@@ -171,12 +181,37 @@ class StreamProcessor(Generic[T]):
         await self._send_dead_letters(producer, dead)
         self.stats["sunk"] += len(items)
         metrics.EVENTS_SUNK.labels(self.name).inc(len(items))
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        self._positions.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
         # The commit of this (flushed) batch overlaps the fetch and processing of the next one; at most
         # one commit is in flight, and it is awaited before the next commit, on revocation and at exit.
         await self.wait_commit()
-        self._commit_task = asyncio.create_task(self._commit(consumer, offsets, started))
+        offsets = self._gated_offsets(consumer)
+        if offsets:
+            self._commit_task = asyncio.create_task(self._commit(consumer, offsets, started))
         return None
+
+    def _gated_offsets(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+        """Each assigned partition's position, lowered by the gates, where it is past the last commit."""
+        assigned = consumer.assignment()
+        offsets: dict[TopicPartition, int] = {}
+        for tp, offset in self._positions.items():
+            for gate in self._gates:
+                offset = min(offset, gate.committable(tp, offset))
+            if tp in assigned and offset > self.committed.get(tp, -1):
+                offsets[tp] = offset
+        return offsets
+
+    def _timer_due(self) -> bool:
+        now = time.monotonic()
+        return any((d := gate.next_deadline()) is not None and d <= now for gate in self._gates)
+
+    def forget(self, partitions: list[TopicPartition]) -> None:
+        """Drop the positions, commits and gated sink state of revoked ``partitions``."""
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self.committed.pop(tp, None)
+        for gate in self._gates:
+            gate.revoked(partitions)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float

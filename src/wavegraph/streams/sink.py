@@ -10,8 +10,11 @@ topic instead of failing the batch forever.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+from aiokafka import TopicPartition
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -47,4 +50,25 @@ class Sink(Protocol[T]):
 
         May raise :class:`SinkBackpressureError`, after which the runtime redelivers the batch.
         """
+        ...
+
+
+@runtime_checkable
+class CommitGate(Protocol):
+    """Optional hooks of a sink whose work spans batches (e.g. transcription windows over many records).
+
+    A sink that has all three is consulted by the runtime; one without them is committed batch by batch.
+    """
+
+    def committable(self, tp: TopicPartition, offset: int) -> int:
+        """The offset of ``tp`` that may be committed when ``offset`` (the position after the last
+        processed record) is proposed: ``offset`` itself, or the first record the sink still holds."""
+        ...
+
+    def next_deadline(self) -> float | None:
+        """``time.monotonic()`` time at which ``flush()`` has work without new records, or None."""
+        ...
+
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Forget what is held for ``partitions`` (their new owner replays it from the last commit)."""
         ...
