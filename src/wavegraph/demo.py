@@ -3,7 +3,8 @@
 1. Publishes the Les Misérables co-occurrence graph (networkx) as edge events to Kafka.
 2. Runs the edge processor until every event is in Neo4j (offsets committed after Neo4j confirmed).
 3. Reads the graph back from Neo4j and ranks the characters with PageRank.
-4. Transcribes the JFK sample with whisper.cpp and prints the real-time factor.
+4. Publishes the JFK sample as 2 s audio chunks; the audio processor windows, transcribes (whisper.cpp),
+   publishes and stores the transcript; prints it with the real-time factor.
 """
 
 from __future__ import annotations
@@ -105,15 +106,46 @@ def _pagerank(rows: list[tuple[str, str, float]]) -> list[tuple[str, float]]:
     return sorted(scores.items(), key=lambda kv: -kv[1])[:8]
 
 
-def _transcribe(settings: Settings) -> dict[str, Any]:
-    from wavegraph.processors.asr.audio import load_audio_file
-    from wavegraph.processors.asr.engine import Transcriber
-    from wavegraph.processors.asr.samples import jfk_wav
+async def _audio(settings: Settings, console: Console) -> dict[str, Any]:
+    """JFK as 2 s PCM chunks → wavegraph.audio.v1 → the audio processor → transcripts in PostgreSQL."""
+    import asyncpg
 
-    audio = load_audio_file(jfk_wav(settings), max_s=settings.asr.max_stream_s)
-    with Transcriber(settings) as engine:
-        result = engine.transcribe_sync(audio.samples)
-    return result.to_dict()
+    from wavegraph.processors.asr.samples import jfk_wav
+    from wavegraph.processors.transcribe import run_audio
+    from wavegraph.streams.publish import publish_audio, wav_chunks
+
+    stream = f"demo-{uuid.uuid4().hex[:6]}"
+    sent = await publish_audio(settings.kafka, wav_chunks(jfk_wav(settings), "acme", stream, chunk_s=2.0))
+    console.print(f"published {sent} audio events (JFK sample as 2 s chunks + end marker, stream {stream})")
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_audio(settings, stop))
+    conn = await asyncpg.connect(settings.postgres.url)
+    try:
+        deadline = time.monotonic() + 300
+        rows: list[Any] = []
+        while time.monotonic() < deadline and not task.done():
+            rows = await conn.fetch(
+                "SELECT window_index, start_s, end_s, text, model, device, xrt FROM transcripts "
+                "WHERE tenant = 'acme' AND stream_id = $1 ORDER BY window_index",
+                stream,
+            )
+            if rows:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await conn.close()
+        await task
+    if not rows:
+        raise RuntimeError("the audio processor stored no transcript within 5 minutes")
+    first = rows[0]
+    return {
+        "text": " ".join(r["text"].strip() for r in rows),
+        "model": first["model"],
+        "device": first["device"],
+        "xrt": float(first["xrt"]),
+        "windows": len(rows),
+    }
 
 
 def run_demo(settings: Settings, console: Console | None = None) -> dict[str, Any]:
@@ -126,12 +158,10 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict[str, An
     for node, score in top:
         table.add_row(node.split(":", 1)[1], f"{score:.4f}")
     console.print(table)
-    console.rule("[bold]4. whisper.cpp on the JFK sample")
-    tr = _transcribe(settings)
-    console.print(f"[italic]{tr['text'].strip()}[/]")
-    console.print(
-        f"model {tr['model']} on {tr['device']}: xRT {tr['xrt']:.3f} ({tr['processing_ms']:.0f} ms)"
-    )
+    console.rule("[bold]4. audio → Kafka → whisper.cpp → transcripts topic + PostgreSQL")
+    tr = asyncio.run(_audio(settings, console))
+    console.print(f"[italic]{tr['text']}[/]")
+    console.print(f"{tr['windows']} window(s), model {tr['model']} on {tr['device']}: xRT {tr['xrt']:.3f}")
     summary = {
         "edges_sent": edges["sent"],
         "edges_in_neo4j": edges["in_neo4j"],
