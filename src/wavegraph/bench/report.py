@@ -51,7 +51,11 @@ def write_report(report: Mapping[str, Any], out: Path | None = None, console: Co
     path = out or Path("bench/results") / f"{report['bench']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
-    print_report(report, console or Console())
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # logs and CI: do not squeeze wide tables into 80 columns
+            console = Console(width=200)
+    print_report(report, console)
     return path
 
 
