@@ -24,7 +24,19 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from wavegraph.commands import api, bench, config, graph, migrate, models, produce, run, services
+    from wavegraph.commands import (
+        api,
+        bench,
+        chaos,
+        config,
+        graph,
+        loadtest,
+        migrate,
+        models,
+        produce,
+        run,
+        services,
+    )
     from wavegraph.commands.transcribe import transcribe_command
 
     app.add_typer(services.app, name="services")
@@ -35,6 +47,8 @@ def _register() -> None:
     app.add_typer(bench.app, name="bench")
     app.add_typer(models.app, name="models")
     app.add_typer(graph.app, name="graph")
+    app.add_typer(loadtest.app, name="loadtest")
+    app.add_typer(chaos.app, name="chaos")
     app.command("demo", help="Run the pipeline on sample data against the local services.")(run.demo_command)
     app.command("transcribe", help="Transcribe a WAV file offline (no Kafka): text, segments, device, xRT.")(
         transcribe_command

@@ -90,3 +90,46 @@ def asr_pipeline(quick: bool = QUICK, out: Path | None = OUT) -> None:
     from wavegraph.bench.asr_pipeline import run_asr_pipeline_bench
 
     run_asr_pipeline_bench(load_settings(), quick=quick, out=out)
+
+
+DATA = typer.Option(None, "--data", exists=True, dir_okay=False, help="Your vectors (.npy or .fvecs).")
+QUERIES = typer.Option(
+    None, "--queries", exists=True, dir_okay=False, help="Query vectors (default: held out)."
+)
+
+
+@app.command()
+def ann(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    data: Path | None = DATA,
+    queries: Path | None = QUERIES,
+    k: int = typer.Option(10, "--k", min=1),
+    n: int = typer.Option(1_000_000, "--n", min=1000, help="Synthetic vectors to scale to."),
+) -> None:
+    """FAISS hybrid (HNSW + compressed rerank) vs HNSW-flat and IVF-flat: recall, latency, memory."""
+    from wavegraph.bench.ann import run_ann_bench
+
+    run_ann_bench(quick=quick, out=out, data=data, queries=queries, k=k, n=n, settings=load_settings())
+
+
+@app.command()
+def pgvector(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    data: Path | None = DATA,
+    queries: Path | None = QUERIES,
+    k: int = typer.Option(5, "--k", min=1),
+) -> None:
+    """pgvector ivfflat (lists=100) over probes and HNSW over ef_search: recall@k and latency."""
+    from wavegraph.bench.pgvector import run_pgvector_bench
+
+    run_pgvector_bench(load_settings(), quick=quick, out=out, data=data, queries=queries, k=k)
+
+
+@app.command()
+def ingest(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """Edges/s Kafka→Neo4j through the edge processor vs a bare batched UNWIND writer."""
+    from wavegraph.bench.ingest import run_ingest_bench
+
+    run_ingest_bench(load_settings(), quick=quick, out=out)

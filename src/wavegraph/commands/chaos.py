@@ -9,6 +9,7 @@ fixed key that every API reads.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,15 @@ OUT = typer.Option(None, "--out", help="Where to write the JSON (default: bench/
 SHARED = typer.Option(False, "--shared", help="Stop the configured server instead of a throwaway one.")
 
 
+Scenario = Callable[[Settings], Awaitable[dict[str, Any]]]
+
+
 def _run(
-    settings: Settings, private: tuple[str, ...], scenario: Any, figures: tuple[str, ...], out: Path | None
+    settings: Settings,
+    private: tuple[str, ...],
+    scenario: Scenario,
+    figures: tuple[str, ...],
+    out: Path | None,
 ) -> None:
     from wavegraph.loadtest.scope import run_with_private
     from wavegraph.loadtest.summary import publish

@@ -22,12 +22,14 @@ app = typer.Typer(
 FIGURES = (
     "sustainable_edges_per_s",
     "offered_edges_per_s",
+    "offered_edges_per_s_achieved",
     "accepted_edges_per_s",
     "rejected_pct",
     "final_loss",
     "lost",
     "duplicates",
     "p99_ms",
+    "service_p99_ms",
     "max_lag",
     "drain_s",
 )

@@ -2,13 +2,15 @@
 
 Open loop: batch ``k`` is due at ``start + k * batch_size / rate`` whatever happened to the earlier
 ones, and its latency is measured from that due time (so a slow server cannot hide its queueing by
-slowing the client down, i.e. no coordinated omission). At most ``max_in_flight`` requests run at once;
+slowing the client down, i.e. no coordinated omission); the service latency, from the first send to
+the final answer, is kept too. At most ``max_in_flight`` requests run at once;
 a batch that has to wait for a free slot starts late, and ``max_start_lag_s`` says by how much.
 
 With ``honour_retry_after`` a batch answered 429 or 503 (or lost to a transport error) is sent again
 after the ``Retry-After`` the server asked for, until it is accepted or ``give_up_after_s`` passed since
 it was due: the "client that honours Retry-After" of the 2x-burst figure. Without it, every 429 is a
-final rejection: the "rejected (429) < 1 %" figure. Pure library: scenarios build on :func:`run_load`.
+final rejection: the "rejected (429) < 1 %" figure. Pure library: the scenarios in this package build on
+:func:`run_load`.
 """
 
 from __future__ import annotations
@@ -70,17 +72,16 @@ class LoadStats:
     errors: Counter[str] = field(default_factory=Counter)  # final failures by kind: http_<status>, exception
     failed_events: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    service_s: list[float] = field(default_factory=list)  # first send → final answer (no client lag)
     max_start_lag_s: float = 0.0
     elapsed_s: float = 0.0
     accepted_ids: list[str] = field(default_factory=list)  # events' "event_id", when they carry one
 
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile of the batch latencies in seconds (``nan`` when there are none)."""
-        if not self.latencies_s:
-            return math.nan
-        ordered = sorted(self.latencies_s)
-        rank = max(1, math.ceil(q / 100 * len(ordered)))
-        return ordered[rank - 1]
+    def percentile(self, q: float, service: bool = False) -> float:
+        """Nearest-rank percentile of the batch latencies in seconds (``nan`` when there are none):
+        from the due time, or with ``service`` from the first send (what the server and retries cost,
+        without the client's own lag when it cannot keep to the schedule)."""
+        return nearest_rank(self.service_s if service else self.latencies_s, q)
 
     @property
     def p50_s(self) -> float:
@@ -112,10 +113,20 @@ class LoadStats:
             "errors": dict(self.errors),
             "p50_ms": ms(self.p50_s),
             "p99_ms": ms(self.p99_s),
+            "service_p50_ms": ms(self.percentile(50, service=True)),
+            "service_p99_ms": ms(self.percentile(99, service=True)),
             "max_start_lag_ms": ms(self.max_start_lag_s),
             "elapsed_s": round(self.elapsed_s, 3),
             "accepted_per_s": round(self.accepted_events / self.elapsed_s, 1) if self.elapsed_s else 0.0,
         }
+
+
+def nearest_rank(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile of ``values`` (``nan`` when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q / 100 * len(ordered))) - 1]
 
 
 def retry_after_s(response: httpx.Response, default: float = 1.0) -> float:
@@ -176,6 +187,7 @@ async def _send_batch(
 ) -> None:
     loop = asyncio.get_running_loop()
     body = b"\n".join(orjson.dumps(e) for e in events)
+    sent = loop.time()
     try:
         while True:
             wait, kind = await _attempt(client, headers, plan, body, events, stats)
@@ -193,6 +205,7 @@ async def _send_batch(
             await asyncio.sleep(wait * (1 + random.uniform(0, RETRY_JITTER)))
     finally:
         stats.latencies_s.append(loop.time() - due)
+        stats.service_s.append(loop.time() - sent)
         slots.release()
 
 

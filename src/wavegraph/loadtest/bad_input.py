@@ -1,0 +1,193 @@
+"""Bad input: a stream with a share of malformed events; every malformed one is a dead letter with a
+reason, every valid one is in Neo4j.
+
+One record in ``round(100 / malformed_pct)`` is malformed, cycling through the kinds of :data:`KINDS`.
+Every record is keyed by its sequence number, so a dead letter (which keeps the original key, value and
+headers) is matched back to the record it came from and its ``wg.dlq.reason`` checked against the kind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from wavegraph.bench.report import build_report
+from wavegraph.events import parse_dlq_headers
+from wavegraph.loadtest.kafka_load import HeadedRecord, publish_records
+from wavegraph.loadtest.lag import LagProbe
+from wavegraph.loadtest.scope import Scope, new_scope, scope_topics
+from wavegraph.loadtest.summary import graph_ok, with_checks
+from wavegraph.loadtest.verify import verify_run
+from wavegraph.loadtest.workers import inline_worker
+from wavegraph.loadtest.workload import EdgeWorkload
+from wavegraph.settings import Settings
+
+# kind → words its dead-letter reason must contain
+KINDS: dict[str, str] = {
+    "bad_json": "bad JSON",
+    "missing_field": "src",
+    "wrong_type": "weight",
+    "oversized": "oversized",
+    "unknown_tenant": "unknown tenant",
+}
+
+
+@dataclass(frozen=True)
+class BadInputPlan:
+    events: int = 10_000
+    malformed_pct: float = 2.0
+    timeout_s: float = 300.0
+    cleanup: bool = True
+
+
+def malformed(kind: str, wl: EdgeWorkload, i: int, max_bytes: int) -> bytes:
+    """Event ``i`` of ``wl`` spoiled the way ``kind`` says."""
+    ev = wl.event(i)
+    if kind == "bad_json":
+        return orjson.dumps(ev)[:-7]
+    if kind == "missing_field":
+        del ev["src"]
+    elif kind == "wrong_type":
+        ev["weight"] = "heavy"
+    elif kind == "oversized":
+        ev["props"] = {"pad": "x" * max_bytes}
+    elif kind == "unknown_tenant":
+        ev["tenant"] = f"{wl.tenant}-unknown"
+    else:
+        raise ValueError(f"unknown kind of malformed event: {kind!r}")
+    return orjson.dumps(ev)
+
+
+def stream(
+    wl: EdgeWorkload, events: int, malformed_pct: float, max_bytes: int
+) -> tuple[list[HeadedRecord], dict[int, str]]:
+    """The records (key, value, headers) and the kind of every malformed sequence number."""
+    every = max(1, round(100 / malformed_pct))
+    kinds = list(KINDS)
+    records: list[HeadedRecord] = []
+    bad: dict[int, str] = {}
+    for i in range(events):
+        if i % every == every - 1:
+            kind = kinds[len(bad) % len(kinds)]
+            bad[i] = kind
+            records.append((str(i).encode(), malformed(kind, wl, i, max_bytes), [("lt.kind", kind.encode())]))
+        else:
+            records.append((str(i).encode(), wl.value(i), []))
+    return records, bad
+
+
+async def run_bad_input(settings: Settings, plan: BadInputPlan) -> dict[str, Any]:
+    scope = new_scope(settings, "badinput")
+    wl = scope.workload
+    max_bytes = settings.runtime.max_event_bytes
+    records, bad = stream(wl, plan.events, plan.malformed_pct, max_bytes)
+    started = time.monotonic()
+    async with scope_topics(scope):
+        await publish_records(settings.kafka, scope.topic, records)
+        async with (
+            LagProbe(settings.kafka, scope.group, scope.topic, scope.partitions) as lag,
+            inline_worker(scope.settings),
+        ):
+            drain_s = await lag.wait_drained(plan.timeout_s)
+        letters = await read_dead_letters(scope, len(bad), timeout_s=30.0)
+    valid = [i for i in range(plan.events) if i not in bad]
+    check = await verify_run(scope.settings.neo4j, wl, valid, cleanup=plan.cleanup)
+    foreign = await verify_run(
+        scope.settings.neo4j, EdgeWorkload(f"{wl.tenant}-unknown", wl.run), [], cleanup=plan.cleanup
+    )
+    return _report(
+        plan,
+        bad,
+        letters,
+        check.as_dict(),
+        foreign.unexpected,
+        drain_s,
+        time.monotonic() - started,
+        max_bytes,
+    )
+
+
+async def read_dead_letters(scope: Scope, expected: int, timeout_s: float) -> dict[int, dict[str, str]]:
+    """Sequence number → ``wg.dlq.*`` headers (plus ``kind``) of every record on the scope's DLQ."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=scope.settings.kafka.bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=scope.settings.kafka.max_message_bytes,
+        fetch_max_bytes=max(scope.settings.kafka.max_message_bytes, 52_428_800),
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(scope.dlq, p) for p in range(scope.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        total = sum(ends.values())
+        out: dict[int, dict[str, str]] = {}
+        seen = 0
+        deadline = time.monotonic() + timeout_s
+        while seen < total and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                for rec in batch:
+                    seen += 1
+                    headers = parse_dlq_headers(rec.headers)
+                    headers["kind"] = dict(rec.headers).get("lt.kind", b"").decode()
+                    out[int(rec.key or b"-1")] = headers
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _report(
+    plan: BadInputPlan,
+    bad: dict[int, str],
+    letters: dict[int, dict[str, str]],
+    check: dict[str, Any],
+    foreign_edges: int,
+    drain_s: float,
+    elapsed_s: float,
+    max_bytes: int,
+) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for kind, words in KINDS.items():
+        sent = [i for i, k in bad.items() if k == kind]
+        got = [letters[i] for i in sent if i in letters]
+        rows.append(
+            {
+                "kind": kind,
+                "sent": len(sent),
+                "in_dlq": len(got),
+                "reason_ok": sum(words in h.get("reason", "") for h in got),
+                "example_reason": got[0].get("reason", "")[:120] if got else None,
+            }
+        )
+    wrong = [i for i in letters if i not in bad]
+    params = {"events": plan.events, "malformed_pct": plan.malformed_pct, "max_event_bytes": max_bytes}
+    report = build_report("chaos_bad_input", params, rows, None)
+    report.update(
+        malformed=len(bad),
+        dead_letters=len(letters),
+        malformed_missing_from_dlq=sum(i not in letters for i in bad),
+        valid_in_dlq=len(wrong),
+        reasons_ok=sum(r["reason_ok"] for r in rows),
+        dlq_processors=dict(Counter(h.get("processor", "") for h in letters.values())),
+        valid=check["expected"],
+        lost=check["lost"],
+        duplicates=check["duplicates"],
+        graph=check,
+        unknown_tenant_edges=foreign_edges,
+        drain_s=round(drain_s, 2),
+        elapsed_s=round(elapsed_s, 2),
+    )
+    checks = {
+        "every malformed event is a dead letter": report["malformed_missing_from_dlq"] == 0,
+        "every dead letter names its reason": report["reasons_ok"] == len(bad),
+        "no valid event is a dead letter": report["valid_in_dlq"] == 0,
+        "nothing of the unknown tenant in Neo4j": foreign_edges == 0,
+        **graph_ok(check),
+    }
+    return with_checks(report, checks)

@@ -1,0 +1,99 @@
+"""Consumer lag of one group on one topic: end offsets minus committed offsets, summed over partitions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from wavegraph.settings import KafkaSettings
+
+
+class LagProbe:
+    """Reads a group's lag on demand; an async context manager owning one admin client and one consumer."""
+
+    def __init__(self, kafka: KafkaSettings, group: str, topic: str, partitions: int) -> None:
+        self.group = group
+        self.parts = [TopicPartition(topic, p) for p in range(partitions)]
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+        self.max_lag = 0
+        self.timeline: list[tuple[float, int]] = []  # (seconds since entering, lag)
+        self._origin = time.monotonic()
+
+    async def __aenter__(self) -> LagProbe:
+        self._origin = time.monotonic()
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
+
+    async def end_offsets(self) -> int:
+        ends = await self._consumer.end_offsets(self.parts)
+        return sum(ends.values())
+
+    async def committed(self, patience_s: float = 30.0) -> int:
+        """The group's committed offsets, summed; retriable errors (a coordinator not elected yet on a
+        fresh or restarting broker) are retried for up to ``patience_s``."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                offsets = await self._admin.list_consumer_group_offsets(self.group, partitions=self.parts)
+                return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp in self.parts)
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def lag(self) -> int:
+        """End offsets minus committed offsets (a partition never committed counts from 0)."""
+        ends = await self.end_offsets()
+        lag = max(0, ends - await self.committed())
+        self.max_lag = max(self.max_lag, lag)
+        return lag
+
+    async def wait_drained(self, timeout_s: float, poll_s: float = 0.25) -> float:
+        """Wait until the lag is 0; return how long that took. ``TimeoutError`` after ``timeout_s``."""
+        started = time.monotonic()
+        while True:
+            try:
+                if await self.lag() == 0:
+                    return time.monotonic() - started
+            except KafkaError:  # the broker may be restarting; ask again
+                pass
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"group {self.group} still lags after {timeout_s:.0f}s")
+            await asyncio.sleep(poll_s)
+
+    async def sample(self) -> int:
+        """Read the lag and append ``(t, lag)`` to :attr:`timeline`."""
+        lag = await self.lag()
+        self.timeline.append((round(time.monotonic() - self._origin, 1), lag))
+        return lag
+
+    async def record(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """:meth:`sample` every ``every_s`` until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.sample()
+            except KafkaError:
+                pass
+            try:
+                await asyncio.wait_for(stop.wait(), every_s)
+            except TimeoutError:
+                pass
