@@ -30,8 +30,8 @@ install: system-deps venv
 	@if [ -f src/wavegraph/processors/asr/samples.py ]; then $(BIN)/python -m wavegraph.processors.asr.samples fetch; fi
 
 lint: install
-	$(BIN)/ruff check src tests loadtest
-	$(BIN)/ruff format --check src tests loadtest
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 
 typecheck: install
 	$(BIN)/mypy

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from wavegraph.loadtest.lag import LagProbe
 from wavegraph.loadtest.scope import Scope, new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import verify_run
-from wavegraph.loadtest.workers import WorkerProcess
+from wavegraph.loadtest.workers import WorkerProcess, worker_log
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import publish_values
 
@@ -53,10 +52,14 @@ class BurstPlan:
 
 
 async def run_burst(settings: Settings, plan: BurstPlan, log_dir: Path | None = None) -> dict[str, Any]:
-    """Run the scenario on ``settings``' services; return its report (see the module docstring)."""
+    """Run the scenario on ``settings``' services; return its report (see the module docstring).
+    The worker's output is kept in ``log_dir`` if given."""
     scope = new_scope(settings, "burst")
-    log = (log_dir or Path(tempfile.mkdtemp(prefix="wavegraph-burst-"))) / f"worker-{scope.run}.log"
-    worker = WorkerProcess(scope.settings, log)
+    with worker_log(log_dir, f"worker-{scope.run}") as log:
+        return await _burst(settings, plan, scope, WorkerProcess(scope.settings, log))
+
+
+async def _burst(settings: Settings, plan: BurstPlan, scope: Scope, worker: WorkerProcess) -> dict[str, Any]:
     async with (
         scope_topics(scope),
         LagProbe(settings.kafka, scope.group, scope.topic, scope.partitions) as lag,

@@ -14,7 +14,6 @@ kills the process then: the transaction dies with its connection and the batch w
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Any
 
 from wavegraph.bench.report import build_report
 from wavegraph.loadtest.lag import LagProbe
-from wavegraph.loadtest.scope import new_scope, scope_topics
+from wavegraph.loadtest.scope import Scope, new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import count_edges, verify_run
-from wavegraph.loadtest.workers import WorkerProcess
+from wavegraph.loadtest.workers import WorkerProcess, worker_log
 from wavegraph.processors.edges import neo4j_driver
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import publish_values
@@ -40,10 +39,15 @@ class KillPlan:
 
 
 async def run_worker_kill(settings: Settings, plan: KillPlan, log_dir: Path | None = None) -> dict[str, Any]:
+    """Run the scenario on ``settings``' services; return its report. The worker's output is kept in
+    ``log_dir`` if given."""
     scope = new_scope(settings, "kill")
+    with worker_log(log_dir, f"worker-{scope.run}") as log:
+        return await _kill(settings, plan, scope, WorkerProcess(scope.settings, log))
+
+
+async def _kill(settings: Settings, plan: KillPlan, scope: Scope, worker: WorkerProcess) -> dict[str, Any]:
     wl = scope.workload
-    log = (log_dir or Path(tempfile.mkdtemp(prefix="wavegraph-kill-"))) / f"worker-{scope.run}.log"
-    worker = WorkerProcess(scope.settings, log)
     kills: list[dict[str, Any]] = []
     driver = neo4j_driver(scope.settings.neo4j)
     started = time.monotonic()

@@ -12,7 +12,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from wavegraph.loadtest.scope import settings_env
@@ -144,6 +145,17 @@ class WorkerProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@contextlib.contextmanager
+def worker_log(log_dir: Path | None, name: str) -> Iterator[Path]:
+    """Where a worker subprocess writes its output: ``log_dir/<name>.log`` (kept), or a temporary
+    directory removed afterwards (a failing worker's last lines are in the error anyway)."""
+    if log_dir is not None:
+        yield log_dir / f"{name}.log"
+        return
+    with tempfile.TemporaryDirectory(prefix="wavegraph-worker-") as tmp:
+        yield Path(tmp) / f"{name}.log"
 
 
 @contextlib.asynccontextmanager

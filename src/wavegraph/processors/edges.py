@@ -53,7 +53,7 @@ async def run_edges(
     async with AsyncExitStack() as stack:
         driver = neo4j_driver(settings.neo4j)
         stack.push_async_callback(driver.close)
-        client = aioredis.Redis.from_url(settings.redis.url)
+        client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         stack.push_async_callback(client.aclose)
         sink = Neo4jEdgeSink(driver, settings.ingest, client)
         proc: StreamProcessor[EdgeEvent] = StreamProcessor(

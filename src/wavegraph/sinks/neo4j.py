@@ -186,9 +186,10 @@ class Neo4jEdgeSink:
     async def _write_chunk(self, chunk: Sequence[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
         latest: dict[str, Item[EdgeEvent]] = {}
         for it in chunk:  # within a chunk the newest event per edge wins; ties go to the later offset
-            seen = latest.get(it.value.edge_key)
+            key = it.value.edge_key
+            seen = latest.get(key)
             if seen is None or it.value.ts >= seen.value.ts:
-                latest[it.value.edge_key] = it
+                latest[key] = it
         rows = list(latest.values())
         try:
             await self.breaker.call_async(self._run_rows, rows)

@@ -1,1 +1,0 @@
-"""Load and chaos scenarios: `wavegraph loadtest ...` / `wavegraph chaos ...`."""
