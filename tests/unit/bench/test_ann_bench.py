@@ -32,7 +32,7 @@ def test_quick_bench_reports_the_fields_bench_md_names(tmp_path: Path) -> None:
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     assert report["bench"] == "ann" and report["params"]["quick"] is True
     rows = report["rows"]
-    assert {r["index"].split()[0] for r in rows} >= {"hybrid", "HNSW16-flat", "IVF100-flat", "exact"}
+    assert {r["index"].split()[0] for r in rows} >= {"hybrid", "HNSW20-flat", "IVF100-flat", "exact"}
     for row in rows:
         for name in FIELDS:
             assert name in row, (row["index"], name)

@@ -61,7 +61,7 @@ def test_paraphrases_closer_than_unrelated(embedder: TextEmbedder) -> None:
 
 def test_rejects_a_bare_string(embedder: TextEmbedder) -> None:
     with pytest.raises(TypeError):
-        embedder.embed("not a list")  # type: ignore[arg-type]
+        embedder.embed("not a list")
 
 
 def test_corrupted_model_copy_fails_the_checksum(tmp_path: Path) -> None:

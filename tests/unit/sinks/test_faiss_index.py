@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from wavegraph.bench.ann import synthetic_clustered
 from wavegraph.errors import WavegraphError
 from wavegraph.settings import VectorSettings
-from wavegraph.sinks.faiss_index import HybridIndex, HybridParams, IndexCorrupt, InvalidVector, Row
+from wavegraph.sinks.faiss_index import Hit, HybridIndex, HybridParams, IndexCorrupt, InvalidVector, Row
 
 faiss = pytest.importorskip("faiss")
 
@@ -33,12 +34,12 @@ def big(tmp_path_factory: pytest.TempPathFactory, data: tuple[np.ndarray, np.nda
     return index
 
 
-def _small(path: Path, **overrides: int) -> HybridIndex:
-    params = {"min_train": 1000, "train_size": 4000, "exact_below": 50, **overrides}
-    return HybridIndex(path, HybridParams(**params))  # type: ignore[arg-type]
+def _small(path: Path, **overrides: Any) -> HybridIndex:
+    params: dict[str, Any] = {"min_train": 1000, "train_size": 4000, "exact_below": 50, **overrides}
+    return HybridIndex(path, HybridParams(**params))
 
 
-def _ids(hits: list) -> list[str]:  # type: ignore[type-arg]
+def _ids(hits: list[Hit]) -> list[str]:
     return [h.id for h in hits]
 
 
@@ -228,7 +229,7 @@ def test_gpu_rerank_matches_cpu(tmp_path: Path, data: tuple[np.ndarray, np.ndarr
     if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
         pytest.skip("no GPU visible to faiss")
     xb, xq = data
-    cpu = _small(tmp_path / "cpu", device="cpu")  # type: ignore[arg-type]
+    cpu = _small(tmp_path / "cpu", device="cpu")
     gpu = HybridIndex(
         tmp_path / "gpu", HybridParams(min_train=1000, train_size=4000, exact_below=50, device="gpu")
     )
