@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := redis-server espeak-ng wordnet-base
 export XDG_RUNTIME_DIR ?= /tmp/wavegraph-runtime-$(shell id -u)
+# Local runs (demo, test, bench) use the published dev-key-* API keys, refused unless this is set.
+export WAVEGRAPH_HTTP__ALLOW_DEV_KEYS ?= true
 
 .PHONY: install system-deps venv lint typecheck pytest test demo services-up services-down bench clean
 

@@ -15,6 +15,7 @@ import pytest
 _runtime = Path(tempfile.gettempdir()) / f"wavegraph-runtime-{os.getuid()}"
 _runtime.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime))
+os.environ.setdefault("WAVEGRAPH_HTTP__ALLOW_DEV_KEYS", "true")  # the tests use the dev-key-* API keys
 
 from wavegraph.settings import Settings, load_settings  # noqa: E402
 

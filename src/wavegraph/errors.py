@@ -16,11 +16,14 @@ class MissingPrerequisite(WavegraphError):
 
 
 class InvalidEvent(WavegraphError):
-    """An event failed validation. ``reason`` names the field and the problem."""
+    """An event failed validation. ``reason`` names the field and the problem (free text, carried in the
+    dead letter's header); ``code`` is one of a fixed set (:mod:`wavegraph.streams.reasons`), safe to use
+    as a metric label."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "invalid_event") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class SinkBackpressureError(WavegraphError):
@@ -30,6 +33,11 @@ class SinkBackpressureError(WavegraphError):
         super().__init__(f"{reason} (retry after {retry_after:.1f}s)")
         self.retry_after = retry_after
         self.reason = reason
+
+
+class SinkFatalError(WavegraphError):
+    """A store refused in a way neither a retry nor a dead letter can fix (bad credentials, a read-only or
+    missing database): the processor stops with this one sentence instead of looping on the same batch."""
 
 
 class BudgetExceeded(WavegraphError):

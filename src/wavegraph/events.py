@@ -10,21 +10,70 @@ languages; ``docs/events.md`` documents them.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 
 from wavegraph.errors import InvalidEvent
 
 SCHEMA_VERSION = 1
 
+# What every sink can store. Neo4j and PostgreSQL hold signed 64-bit integers, finite floats, and
+# strings without NUL (PostgreSQL's text refuses U+0000); an event outside that is refused here, at the
+# edge, with the field named, instead of failing a batch write later.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_PROPS = 64
+MAX_PROP_KEY = 128
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (U+0000), which PostgreSQL and Kafka headers cannot hold")
+    return value
+
+
 Tenant = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-NodeId = Annotated[str, Field(min_length=1, max_length=256)]
+NodeId = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
 RelType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+StreamId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
+PropKey = Annotated[str, Field(min_length=1, max_length=MAX_PROP_KEY), AfterValidator(_no_nul)]
+
+
+def _prop_value(value: object) -> str | int | float | bool:
+    """A property value a sink can store: a NUL-free string, an int64, a finite float or a boolean."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("integer outside the signed 64-bit range that Neo4j and PostgreSQL store")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("NaN and infinite numbers cannot be stored")
+        return value
+    if isinstance(value, str):
+        return _no_nul(value)
+    raise ValueError("must be a string, a number or a boolean (nested objects and lists are not stored)")
+
+
+PropValue = Annotated[
+    str | int | float | bool,
+    PlainValidator(_prop_value, json_schema_input_type=str | int | float | bool),
+]
 
 
 def stable_id(*parts: object) -> str:
@@ -51,8 +100,10 @@ class EdgeEvent(_Event):
     weight: float = Field(1.0, ge=0.0, allow_inf_nan=False)
     ts: float = Field(ge=0.0, allow_inf_nan=False, description="event time, seconds since the epoch")
     op: Literal["upsert", "delete"] = "upsert"
-    given_id: str = Field("", alias="event_id", max_length=128, exclude=True)
-    props: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    given_id: Annotated[str, Field(max_length=128), AfterValidator(_no_nul)] = Field(
+        "", alias="event_id", exclude=True
+    )
+    props: dict[PropKey, PropValue] = Field(default_factory=dict, max_length=MAX_PROPS)
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property
@@ -74,6 +125,24 @@ class EdgeEvent(_Event):
         """Identity of the edge itself (not of the event): (tenant, src, rel, dst)."""
         return stable_id(self.tenant, self.src, self.rel, self.dst)
 
+    @property
+    def record_key(self) -> bytes:
+        """The Kafka key of this event's record: :func:`edge_record_key`."""
+        return edge_record_key(self.tenant, self.src, self.rel, self.dst)
+
+    @property
+    def precedence(self) -> tuple[float, bool, str]:
+        """The order in which events of one edge win, whatever order they arrive in: the newer ``ts``;
+        at equal ``ts`` a delete beats an upsert; then the larger event id."""
+        return (self.ts, self.op == "delete", self.event_id)
+
+
+def edge_record_key(tenant: str, src: str, rel: str, dst: str) -> bytes:
+    """The Kafka key of an edge record: the edge key ``id(tenant, src, rel, dst)`` as ASCII hex, so all
+    events of one edge share a partition (and keep their order) whoever produces them: the HTTP API,
+    ``wavegraph produce edges`` and any producer that follows ``docs/events.md``."""
+    return stable_id(tenant, src, rel, dst).encode()
+
 
 class Segment(_Event):
     start_s: float = Field(ge=0.0)
@@ -85,7 +154,7 @@ class TranscriptEvent(_Event):
     """One transcribed window of an audio stream (``wavegraph.transcripts.v1``)."""
 
     tenant: Tenant
-    stream_id: str = Field(min_length=1, max_length=128)
+    stream_id: StreamId
     window: int = Field(ge=0)
     start_s: float = Field(ge=0.0)
     end_s: float = Field(ge=0.0)
@@ -136,8 +205,8 @@ class AudioMeta(_Event):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
     tenant: Tenant
-    stream_id: str = Field(min_length=1, max_length=128)
-    seq: int = Field(ge=0)
+    stream_id: StreamId
+    seq: int = Field(ge=0, le=INT64_MAX)
     sample_rate: int = Field(16000, ge=8000, le=48000)
     channels: int = Field(1, ge=1, le=2)
     encoding: Literal["wav", "pcm_s16le"] = "pcm_s16le"
@@ -161,14 +230,14 @@ def audio_meta_from_headers(headers: Sequence[tuple[str, bytes]] | None) -> Audi
         if key in AUDIO_HEADER_KEYS:
             try:
                 values[key] = raw.decode()
-            except UnicodeDecodeError:
-                raise InvalidEvent(f"header {key}: not UTF-8") from None
+            except (UnicodeDecodeError, AttributeError):
+                raise InvalidEvent(f"header {key}: not UTF-8", "bad_header") from None
     if "eos" in values:
         values["eos"] = values["eos"] in ("true", "1", "yes")
     try:
         return AudioMeta.model_validate(values)
     except ValidationError as exc:
-        raise InvalidEvent(_describe(exc, prefix="header ")) from None
+        raise InvalidEvent(_describe(exc, prefix="header "), "bad_header") from None
 
 
 # --- dead letters --------------------------------------------------------------------------------
@@ -212,13 +281,15 @@ def parse_dlq_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 def decode_edge(value: bytes | None, max_bytes: int) -> EdgeEvent:
     """Validate one ``wavegraph.edges.v1`` value; raise :class:`InvalidEvent` with field and problem."""
     if value is None:
-        raise InvalidEvent("empty record value")
+        raise InvalidEvent("empty record value", "empty")
     if len(value) > max_bytes:
-        raise InvalidEvent(f"oversized: {len(value)} bytes > limit {max_bytes}")
+        raise InvalidEvent(f"oversized: {len(value)} bytes > limit {max_bytes}", "oversized")
     try:
         return EdgeEvent.model_validate_json(value)
     except ValidationError as exc:
-        raise InvalidEvent(_describe(exc)) from None
+        errors = exc.errors(include_url=False)
+        code = "bad_json" if errors and errors[0]["type"] == "json_invalid" else "invalid_event"
+        raise InvalidEvent(_describe(exc), code) from None
 
 
 def encode(event: BaseModel) -> bytes:
@@ -226,14 +297,32 @@ def encode(event: BaseModel) -> bytes:
 
 
 def _describe(exc: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for err in exc.errors(include_url=False)[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+    """``field: problem`` for the first errors; one line per field (a union's alternatives collapse)."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for err in exc.errors(include_url=False):
         if err["type"] == "json_invalid":
             parts.append(f"bad JSON: {err['msg']}")
-        else:
-            parts.append(f"{prefix}{loc}: {err['msg']}")
+            break
+        loc = ".".join(str(p) for p in err["loc"] if not _is_union_branch(p)) or "(body)"
+        if loc in seen:
+            continue
+        seen.add(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{prefix}{_clip(loc)}: {msg}")
+        if len(parts) == 5:
+            break
     return "; ".join(parts)
+
+
+def _is_union_branch(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+def _clip(loc: str, limit: int = 160) -> str:
+    """A location as written by the producer, cut so a hostile 1 MiB key cannot make a 1 MiB reason."""
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in loc[:limit])
+    return shown if len(loc) <= limit else f"{shown}…"
 
 
 EVENT_SCHEMAS: Mapping[str, type[BaseModel]] = {

@@ -26,8 +26,14 @@ EVENTS_SUNK = Counter(
 )
 DLQ_EVENTS = Counter(
     "wavegraph_dlq_events_total",
-    "Events sent to the dead-letter topic, by processor and reason kind.",
+    "Events sent to the dead-letter topic, by processor and reason code (a fixed set).",
     ["processor", "reason"],
+    registry=REGISTRY,
+)
+DLQ_SEND_RETRIES = Counter(
+    "wavegraph_dlq_send_retries_total",
+    "Dead-letter sends retried because the broker did not acknowledge them.",
+    ["processor"],
     registry=REGISTRY,
 )
 BACKPRESSURE_PAUSES = Counter(
@@ -75,6 +81,11 @@ BREAKER_TRANSITIONS = Counter(
 NEO4J_WRITE_SECONDS = Histogram(
     "wavegraph_neo4j_write_seconds",
     "Duration of one UNWIND batch write to Neo4j.",
+    registry=REGISTRY,
+)
+NEO4J_RETRIES = Counter(
+    "wavegraph_neo4j_retries_total",
+    "Neo4j writes retried after an outage error (connection, transient), before the breaker counts one.",
     registry=REGISTRY,
 )
 HTTP_REJECTED = Counter(

@@ -112,6 +112,8 @@ class RuntimeSettings(_Section):
     commit_deadline_s: float = Field(10.0, gt=0)
     shutdown_timeout_s: float = Field(10.0, gt=0)
     default_retry_after_s: float = Field(1.0, gt=0)
+    dlq_retry_backoff_s: float = Field(0.5, gt=0)
+    dlq_retry_max_s: float = Field(30.0, gt=0)
 
 
 class IngestSettings(_Section):
@@ -122,6 +124,7 @@ class IngestSettings(_Section):
     breaker_timeout_s: float = Field(30.0, gt=0)
     retry_attempts: int = Field(3, ge=0)
     retry_backoff_s: float = Field(0.2, ge=0)
+    breaker_state_ttl_s: float = Field(3.0, gt=0)
 
 
 class HttpSettings(_Section):
@@ -131,6 +134,9 @@ class HttpSettings(_Section):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     api_keys: dict[str, str] = {"dev-key-acme": "acme", "dev-key-globex": "globex"}
     cors_origins: tuple[str, ...] = ()
+    allow_dev_keys: bool = False
+    metrics_key: str | None = None
+    health_cache_s: float = Field(1.0, ge=0)
 
 
 class AsrSettings(_Section):
@@ -141,6 +147,9 @@ class AsrSettings(_Section):
     window_s: float = Field(30.0, gt=0, le=30.0)
     idle_flush_s: float = Field(2.0, gt=0)
     max_stream_s: float = Field(3600.0, gt=0)
+    max_open_streams: int = Field(1000, ge=1)
+    max_buffered_s: float = Field(3600.0, gt=0)
+    stream_expiry_s: float = Field(300.0, gt=0)
 
 
 class GraphSettings(_Section):

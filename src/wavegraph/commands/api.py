@@ -10,6 +10,8 @@ def api_command(host: str | None = None, port: int | None = None) -> None:
 
     Host and port default to ``http.host`` / ``http.port`` from the settings. In-flight requests get
     ``runtime.shutdown_timeout_s`` to finish on shutdown; then the producer flushes and closes.
+    Refuses to start (one sentence naming the setting) when ``http.api_keys`` holds only
+    development keys and ``http.allow_dev_keys`` is false, or ``http.metrics_key`` is blank.
     """
     import uvicorn
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wavegraph.settings import load_settings
-from wavegraph.streams.publish import edge_lines, publish_audio, publish_values, wav_chunks
+from wavegraph.streams.publish import edge_key, edge_lines, publish_audio, publish_values, wav_chunks
 from wavegraph.streams.topics import ensure_topics
 
 app = typer.Typer(help="Publish edges or audio to wavegraph's input topics.", no_args_is_help=True)
@@ -44,7 +44,11 @@ def edges(
         task = progress.add_task("edges", total=len(values))
         sent = asyncio.run(
             publish_values(
-                settings.kafka, settings.kafka.topics.edges, values, lambda n: progress.advance(task, n)
+                settings.kafka,
+                settings.kafka.topics.edges,
+                values,
+                lambda n: progress.advance(task, n),
+                key=edge_key,
             )
         )
     Console().print(f"published [bold]{sent}[/] edge events to {settings.kafka.topics.edges}")

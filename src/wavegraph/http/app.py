@@ -5,6 +5,10 @@ once): it makes sure the edges topic exists, starts the idempotent Kafka produce
 acknowledged-but-unanswered events still reach the broker) and opens the Redis client. Kafka must be
 reachable at start (the app refuses to start otherwise); Redis need not be (ingest then ignores the
 breaker and ``/healthz`` says so).
+
+:func:`create_app` checks the security settings before anything starts, raising :class:`ConfigError`
+(one sentence naming the setting): ``http.api_keys`` holding only development keys while
+``http.allow_dev_keys`` is false (see :mod:`wavegraph.http.auth`), or a blank ``http.metrics_key``.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from wavegraph.http.auth import Authenticator
 from wavegraph.http.backpressure import BreakerGate, SendQueue
 from wavegraph.http.context import ACK_TIMEOUT_S, ApiContext
 from wavegraph.http.errors import EXCEPTION_HANDLERS
-from wavegraph.http.health import healthz
+from wavegraph.http.health import HealthCache, healthz
 from wavegraph.http.ingest import ingest_edges
-from wavegraph.http.metrics_route import metrics_endpoint
+from wavegraph.http.metrics_route import check_metrics_key, metrics_endpoint
 from wavegraph.http.middleware import RequestContextMiddleware
 from wavegraph.http.openapi import docs_endpoint, openapi_endpoint
 from wavegraph.settings import Settings
@@ -38,7 +42,12 @@ BREAKER_CACHE_S = 0.2  # the breaker state is read from Redis at most this often
 
 
 def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> Starlette:
-    """The wavegraph HTTP API. Serve it with uvicorn, or enter ``app.router.lifespan_context(app)``."""
+    """The wavegraph HTTP API. Serve it with uvicorn, or enter ``app.router.lifespan_context(app)``.
+
+    Raises :class:`wavegraph.errors.ConfigError` at once when the security settings are unusable.
+    """
+    auth = Authenticator(settings.http.api_keys, allow_dev_keys=settings.http.allow_dev_keys)
+    check_metrics_key(settings.http.metrics_key)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,9 +64,10 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
                 settings=settings,
                 producer=producer,
                 redis=client,
-                auth=Authenticator(settings.http.api_keys),
+                auth=auth,
                 send_queue=SendQueue(settings.http.send_queue),
                 breaker=BreakerGate(client, ttl_s=BREAKER_CACHE_S),
+                health=HealthCache(settings.http.health_cache_s),
                 ack_timeout_s=ack_timeout_s,
             )
             stack.callback(delattr, app.state, "ctx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
@@ -11,6 +12,9 @@ from starlette.requests import Request
 from wavegraph.http.auth import Authenticator
 from wavegraph.http.backpressure import BreakerGate, SendQueue
 from wavegraph.settings import Settings
+
+if TYPE_CHECKING:  # health.py imports this module
+    from wavegraph.http.health import HealthCache
 
 ACK_TIMEOUT_S = 10.0  # longest an ingest request waits for the broker before answering 503
 KAFKA_RETRY_AFTER_S = 5.0  # Retry-After of a 503 when Kafka does not answer
@@ -24,6 +28,7 @@ class ApiContext:
     auth: Authenticator
     send_queue: SendQueue
     breaker: BreakerGate
+    health: HealthCache
     ack_timeout_s: float = ACK_TIMEOUT_S
 
 

@@ -3,16 +3,19 @@
 Answers, in the order they are checked:
 
 - 401 no/unknown API key; 415 a content type other than JSON or NDJSON;
-- 429 ``breaker_open`` (``Retry-After`` = seconds until the Neo4j breaker half-opens) or
-  ``send_queue_full`` (``Retry-After`` = ``runtime.default_retry_after_s``), before the body is read;
 - 413 a body over ``http.max_body_bytes`` or a batch larger than the whole send queue;
 - 422 ``invalid_event`` naming every bad line (up to 20) and field; 403 ``forbidden_tenant``;
+- 429 ``breaker_open`` (``Retry-After`` = seconds until the Neo4j breaker half-opens) or
+  ``send_queue_full`` (``Retry-After`` = ``runtime.default_retry_after_s``). Validation comes first: a
+  malformed request is the client's to fix whatever the state of Neo4j, so it gets its 4xx, not a 429
+  that would make it retry the same bad batch;
 - 503 ``kafka_unavailable`` when the broker did not acknowledge every event within the ack timeout
   (some may have been written: a retry is safe because event ids are deterministic and sinks merge);
 - 202 ``{"accepted": n}`` only once the broker acknowledged all ``n`` events (acks=all, idempotent).
 
 A batch is all-or-nothing at validation: one bad event rejects the request and nothing is produced.
-Records are keyed by the edge (tenant, src, rel, dst), so the updates of one edge stay in order.
+Records are keyed by :attr:`EdgeEvent.record_key` (a hash of tenant, src, rel, dst), as ``wavegraph produce
+edges`` keys them, so all events of one edge share a partition and stay in order.
 """
 
 from __future__ import annotations
@@ -54,10 +57,6 @@ async def ingest_edges(request: Request) -> Response:
         raise ApiError(
             415, "unsupported_media_type", f"{media!r}: send application/json or application/x-ndjson"
         )
-    await _refuse_when_breaker_open(ctx)
-    if ctx.send_queue.full:
-        raise _queue_full(ctx)
-
     body = await read_body(request, ctx.settings.http.max_body_bytes)
     batch = parse(body, ctx.settings.runtime.max_event_bytes)
     if batch.invalid:
@@ -70,6 +69,9 @@ async def ingest_edges(request: Request) -> Response:
     if foreign:
         raise _line_errors(403, "forbidden_tenant", foreign[:MAX_REPORTED], len(foreign))
 
+    await _refuse_when_breaker_open(ctx)
+    if ctx.send_queue.full:
+        raise _queue_full(ctx)
     events = [ev for _, ev in batch.events]
     if events:
         await produce(ctx, events)
@@ -110,7 +112,7 @@ async def produce(ctx: ApiContext, events: Sequence[EdgeEvent]) -> None:
     try:
         async with asyncio.timeout(ctx.ack_timeout_s):
             for ev in events:
-                fut = await ctx.producer.send(topic, value=encode(ev), key=ev.edge_key.encode())
+                fut = await ctx.producer.send(topic, value=encode(ev), key=ev.record_key)
                 fut.add_done_callback(on_delivered)
                 futures.append(fut)
             await asyncio.wait(futures)  # does not cancel the futures if the timeout fires

@@ -35,7 +35,7 @@ class EdgeDecoder:
     def __call__(self, record: ConsumerRecord[bytes, bytes]) -> EdgeEvent:
         event = decode_edge(record.value, self.max_bytes)
         if self.tenants and event.tenant not in self.tenants:
-            raise InvalidEvent(f"tenant: unknown tenant {event.tenant!r}")
+            raise InvalidEvent(f"tenant: unknown tenant {event.tenant!r}", "unknown_tenant")
         return event
 
 
@@ -66,5 +66,11 @@ async def run_edges(
         )
         if started is not None:
             proc.started = started
-        await proc.run(stop)
+        beat_stop = asyncio.Event()
+        beat = asyncio.create_task(sink.heartbeat(beat_stop), name="neo4j-breaker-heartbeat")
+        try:
+            await proc.run(stop)
+        finally:
+            beat_stop.set()
+            await beat
         return {**proc.stats, "neo4j_written": sink.written}

@@ -1,8 +1,10 @@
 """Sharing the Neo4j circuit breaker's state between processes through Redis.
 
-The edge workers publish their breaker's state after every change; the HTTP API reads it to answer
-429 with ``Retry-After`` while the breaker is OPEN, even when the API and workers are separate
-processes. The key expires, so a dead worker cannot hold the API shut.
+The edge workers publish their breaker's state after every flush and on a heartbeat (a third of the
+TTL); the HTTP API reads it to answer 429 with ``Retry-After`` while the breaker is OPEN, even when the
+API and workers are separate processes. The key expires ``ingest.breaker_state_ttl_s`` after the last
+heartbeat, so a crashed worker cannot hold the API shut for longer than that: a missing key reads as
+CLOSED.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class BreakerSnapshot:
         return max(0.0, self.reopen_at - time.time())
 
 
-async def publish(client: aioredis.Redis, snapshot: BreakerSnapshot, ttl_s: float = 120.0) -> None:
+async def publish(client: aioredis.Redis, snapshot: BreakerSnapshot, ttl_s: float) -> None:
+    """Store ``snapshot`` under :data:`KEY` for ``ttl_s`` seconds (the publisher must renew it)."""
     payload = orjson.dumps(
         {"state": snapshot.state, "reopen_at": snapshot.reopen_at, "updated_at": snapshot.updated_at}
     )

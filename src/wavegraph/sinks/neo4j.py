@@ -3,15 +3,39 @@
 - ``write`` appends validated edge events to a bounded buffer (gauge ``ingest_queue_fill_ratio`` =
   fill / capacity); a full buffer or an OPEN breaker raises :class:`SinkBackpressureError`, so the
   consumer pauses instead of buffering without bound.
-- ``flush`` writes the buffer in chunks of ``ingest.batch_size`` rows, one Cypher query per chunk,
-  through an aiobreaker ``CircuitBreaker(fail_max, timeout_duration)``. Transient Neo4j errors
-  (unavailable, session expired, deadlocks) are retried with exponential backoff before they count as
-  one breaker failure. On HALF_OPEN one trial chunk decides.
-- A chunk failing with a data error (a Neo4j client error, or a value the driver cannot encode) is
-  bisected until the offending rows are isolated; those come back as :class:`Rejection` and go to the
-  dead-letter topic, the rest is written.
-- Writes are idempotent: nodes are merged on (tenant, id), relationships on (src, type, dst); the
-  newest event time wins, so replays and out-of-order duplicates leave the same graph.
+- ``flush`` writes the buffer in chunks of ``ingest.batch_size`` rows, one Cypher query per chunk and
+  relationship type, through an aiobreaker ``CircuitBreaker(fail_max, timeout_duration)``.
+
+Every failure is one of three kinds, decided by :func:`classify` (and only the first counts toward
+``fail_max``):
+
+- **outage** — Neo4j cannot be reached or cannot work now (connection refused or lost, session expired,
+  transient errors such as deadlocks, ``DatabaseError``, transaction time-outs, cluster role changes).
+  Retried ``ingest.retry_attempts`` times with exponential backoff, then one breaker failure and
+  :class:`SinkBackpressureError`: nothing is committed, the batch is redelivered.
+- **data error** — Neo4j or the driver refuses the content of a row (a statement/type/constraint
+  ``ClientError``, a value the driver cannot pack). Never a breaker failure, in any breaker state (to the
+  breaker it is a success: the database answered), never raised out of ``flush``: the chunk is bisected
+  until the offending rows are isolated; they come back as :class:`Rejection` (→ dead-letter topic with
+  Neo4j's reason), the rest is written. A poison row in a HALF_OPEN trial closes the breaker, as any
+  answer from a working database does.
+- **fatal** — an answer no retry and no dead letter can fix (authentication or authorization, a
+  read-only database, a database that does not exist): :class:`SinkFatalError`, which stops the
+  processor with one sentence instead of looping on the same batch.
+
+Order does not depend on arrival: among the events of one edge the one with the greatest
+:attr:`EdgeEvent.precedence` wins (newer ``ts``; at equal ``ts`` a delete; then the larger event id),
+both within a chunk and against what is stored. A delete keeps a tombstone ``(:EdgeTombstone {tenant,
+key, ts})``, so an older upsert arriving later (another partition, a replay) does not bring the edge
+back. When the winning event of an edge in a chunk is refused, the next one of that edge is written in
+its place (and so on): older valid events are neither lost silently nor committed unwritten.
+
+Writes are idempotent: nodes are merged on (tenant, id), relationships on (src, type, dst), tombstones on
+(tenant, key), so replays and out-of-order duplicates leave the same graph.
+
+The breaker's state is published to Redis (:mod:`~wavegraph.sinks.breaker_state`) after every flush and by
+:meth:`Neo4jEdgeSink.heartbeat` every ``ingest.breaker_state_ttl_s / 3`` seconds, with a TTL of
+``ingest.breaker_state_ttl_s``: a crashed worker's OPEN state expires within that time.
 """
 
 from __future__ import annotations
@@ -31,14 +55,13 @@ from neo4j import AsyncDriver
 from neo4j.exceptions import (
     ClientError,
     DatabaseError,
-    Neo4jError,
     ServiceUnavailable,
     SessionExpired,
     TransientError,
 )
 
 from wavegraph import metrics
-from wavegraph.errors import SinkBackpressureError
+from wavegraph.errors import SinkBackpressureError, SinkFatalError
 from wavegraph.events import EdgeEvent
 from wavegraph.settings import IngestSettings
 from wavegraph.sinks import breaker_state
@@ -51,17 +74,23 @@ log = logging.getLogger(__name__)
 # plan cache. Types are safe to splice: events only allow [A-Za-z_][A-Za-z0-9_]* (see events.RelType).
 UPSERT = """
 UNWIND $rows AS r
+OPTIONAL MATCH (t:EdgeTombstone {{tenant: r.tenant, key: r.key}})
+WITH r, t WHERE t IS NULL OR r.ts > t.ts
 MERGE (a:Node {{tenant: r.tenant, id: r.src}})
 MERGE (b:Node {{tenant: r.tenant, id: r.dst}})
 MERGE (a)-[e:`{rel}`]->(b)
-WITH e, r WHERE e.ts IS NULL OR r.ts >= e.ts
+WITH e, r WHERE e.ts IS NULL OR r.ts > e.ts OR (r.ts = e.ts AND r.event_id >= e.event_id)
 SET e += r.props, e.weight = r.weight, e.ts = r.ts, e.event_id = r.event_id, e.tenant = r.tenant
 """
 
 DELETE = """
 UNWIND $rows AS r
+MERGE (t:EdgeTombstone {{tenant: r.tenant, key: r.key}})
+SET t.ts = CASE WHEN t.ts IS NULL OR r.ts > t.ts THEN r.ts ELSE t.ts END,
+    t.src = r.src, t.rel = r.rel, t.dst = r.dst
+WITH r
 MATCH (a:Node {{tenant: r.tenant, id: r.src}})-[e:`{rel}`]->(b:Node {{tenant: r.tenant, id: r.dst}})
-WHERE e.ts IS NULL OR r.ts >= e.ts
+WHERE e.ts IS NULL OR e.ts <= r.ts
 DELETE e
 """
 
@@ -75,11 +104,41 @@ _STATE_CODE = {
 
 
 class _Transient(Exception):
-    """A write that kept failing with transient errors after every retry: counts as a breaker failure."""
+    """A write that kept failing with outage errors after every retry: counts as a breaker failure."""
 
 
 class _DataError(Exception):
     """A chunk holding at least one row Neo4j refuses; not a breaker failure."""
+
+
+Kind = str  # "outage" | "data" | "fatal"
+
+_FATAL_PREFIXES = (
+    "Neo.ClientError.Security.",
+    "Neo.ClientError.Database.DatabaseNotFound",
+    "Neo.ClientError.General.ForbiddenOnReadOnlyDatabase",
+    "Neo.ClientError.General.WriteOnReadOnlyAccessDatabase",
+    "Neo.ClientError.General.ForbiddenReadOnlyDatabase",
+)
+_OUTAGE_PREFIXES = ("Neo.ClientError.Transaction.", "Neo.ClientError.Cluster.")
+
+
+def classify(exc: BaseException) -> Kind:
+    """``"outage"``, ``"data"`` or ``"fatal"`` for an exception raised by a write (module docstring)."""
+    if isinstance(exc, ServiceUnavailable | SessionExpired | TransientError | DatabaseError | OSError):
+        return "outage"
+    if isinstance(exc, TimeoutError):
+        return "outage"
+    if isinstance(exc, ClientError):
+        code = exc.code or ""
+        if code.startswith(_FATAL_PREFIXES):
+            return "fatal"
+        if code.startswith(_OUTAGE_PREFIXES):
+            return "outage"
+        return "data"
+    if isinstance(exc, ValueError | TypeError | OverflowError):  # the driver cannot pack a value
+        return "data"
+    return "outage"
 
 
 class _MetricsListener(CircuitBreakerListener):
@@ -104,6 +163,7 @@ def edge_row(ev: EdgeEvent) -> dict[str, Any]:
         "weight": ev.weight,
         "ts": ev.ts,
         "event_id": ev.event_id,
+        "key": ev.edge_key,
         "props": dict(ev.props),
     }
 
@@ -129,6 +189,7 @@ class Neo4jEdgeSink:
             fail_max=ingest.breaker_fail_max,
             timeout_duration=timedelta(seconds=ingest.breaker_timeout_s),
             listeners=[self.listener],
+            exclude=[_DataError, SinkFatalError],
             name="neo4j",
         )
         self.written = 0
@@ -184,16 +245,37 @@ class Neo4jEdgeSink:
             raise SinkBackpressureError(min(seconds, 5.0), "neo4j circuit breaker is open")
 
     async def _write_chunk(self, chunk: Sequence[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
-        latest: dict[str, Item[EdgeEvent]] = {}
-        for it in chunk:  # within a chunk the newest event per edge wins; ties go to the later offset
-            key = it.value.edge_key
-            seen = latest.get(key)
-            if seen is None or it.value.ts >= seen.value.ts:
-                latest[key] = it
-        rows = list(latest.values())
+        """Write the winning event of each edge in ``chunk``; when one is refused, the next of that
+        edge takes its place, until each edge has a written event or none left."""
+        candidates: dict[str, list[Item[EdgeEvent]]] = {}
+        for it in chunk:
+            candidates.setdefault(it.value.edge_key, []).append(it)
+        for events in candidates.values():  # the winner last, so pop() takes it
+            events.sort(key=lambda it: it.value.precedence)
+        rows = [events.pop() for events in candidates.values()]
+        rejected: list[Rejection[EdgeEvent]] = []
+        while rows:
+            refused = await self._write_rows(rows)
+            rejected.extend(refused)
+            rows = [nxt.pop() for rej in refused if (nxt := candidates[rej.item.value.edge_key])]
+        return rejected
+
+    async def _write_rows(self, rows: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+        """Write ``rows``; bisect on a data error; return the rows refused for their content."""
+        try:
+            await self._guarded(rows)
+            return []
+        except _DataError as exc:
+            if len(rows) == 1:
+                return [Rejection(rows[0], f"neo4j refused the row: {exc}", "sink_refused")]
+        mid = len(rows) // 2
+        return [*await self._write_rows(rows[:mid]), *await self._write_rows(rows[mid:])]
+
+    async def _guarded(self, rows: Sequence[Item[EdgeEvent]]) -> None:
+        """One write through the breaker: an outage becomes :class:`SinkBackpressureError`; data errors
+        (:class:`_DataError`) and :class:`SinkFatalError` pass through without counting as failures."""
         try:
             await self.breaker.call_async(self._run_rows, rows)
-            return []
         except CircuitBreakerError as exc:
             raise SinkBackpressureError(
                 min(self.ingest.breaker_timeout_s, 5.0), f"neo4j unavailable: {exc}"
@@ -202,24 +284,6 @@ class Neo4jEdgeSink:
             raise SinkBackpressureError(
                 self.ingest.retry_backoff_s * 4 or 0.5, f"neo4j unavailable: {exc}"
             ) from exc
-        except _DataError:
-            return await self._bisect(rows)
-
-    async def _bisect(self, rows: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
-        if len(rows) == 1:
-            try:
-                await self._run_rows(rows)
-                return []
-            except _DataError as exc:
-                return [Rejection(rows[0], f"neo4j refused the row: {exc.__cause__ or exc}")]
-        mid = len(rows) // 2
-        out: list[Rejection[EdgeEvent]] = []
-        for half in (rows[:mid], rows[mid:]):
-            try:
-                await self.breaker.call_async(self._run_rows, half)
-            except _DataError:
-                out.extend(await self._bisect(half))
-        return out
 
     async def _run_rows(self, rows: Sequence[Item[EdgeEvent]]) -> None:
         queries: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -238,14 +302,29 @@ class Neo4jEdgeSink:
                         await session.execute_write(_run, query, params)
                 metrics.NEO4J_WRITE_SECONDS.observe(time.perf_counter() - started)
                 return
-            except (ServiceUnavailable, SessionExpired, TransientError, DatabaseError, OSError) as exc:
+            except Exception as exc:
+                kind = classify(exc)
+                if kind == "data":
+                    raise _DataError(_reason(exc)) from exc
+                if kind == "fatal":
+                    raise SinkFatalError(
+                        f"Neo4j refused every write ({_reason(exc)}); "
+                        "fix the credentials, the database name or its access mode, then restart"
+                    ) from exc
+                metrics.NEO4J_RETRIES.inc()
                 if attempt + 1 == attempts:
                     raise _Transient(str(exc)) from exc
                 await asyncio.sleep(self.ingest.retry_backoff_s * (2**attempt))
-            except (ClientError, ValueError, TypeError, OverflowError) as exc:
-                raise _DataError(str(exc)) from exc
-            except Neo4jError as exc:
-                raise _Transient(str(exc)) from exc
+
+    async def heartbeat(self, stop: asyncio.Event) -> None:
+        """Publish the breaker's state every third of ``ingest.breaker_state_ttl_s`` until ``stop``."""
+        period = self.ingest.breaker_state_ttl_s / 3
+        while not stop.is_set():
+            await self._publish_state()
+            try:
+                await asyncio.wait_for(stop.wait(), period)
+            except TimeoutError:
+                pass
 
     async def _publish_state(self) -> None:
         if self.redis is None:
@@ -254,9 +333,17 @@ class Neo4jEdgeSink:
         now = time.time()
         snapshot = breaker_state.BreakerSnapshot(state, now + self.seconds_until_half_open(), now)
         try:
-            await breaker_state.publish(self.redis, snapshot)
+            await breaker_state.publish(self.redis, snapshot, self.ingest.breaker_state_ttl_s)
         except Exception as exc:  # the API falls back to its own queue limits; never fail a write on this
             log.debug("could not publish breaker state: %s", exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """Neo4j's own words: its status code and message, on one line."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    text = f"{code}: {message}" if code else f"{type(exc).__name__}: {message}"
+    return " ".join(text.split())[:500]
 
 
 async def _run(tx: Any, query: str, rows: list[dict[str, Any]]) -> None:

@@ -20,10 +20,26 @@ fetch comes back empty and a gate's ``next_deadline()`` has passed, the loop run
 empty batch (an idle window to close).
 
 Rebalance: the batch in flight holds a lock; ``on_partitions_revoked`` waits for it and for the commit
-in flight (up to the commit deadline), so a revoked partition's work is flushed and committed first.
+in flight (up to the commit deadline), so a revoked partition's work is flushed and committed first. If
+the batch outlives the deadline, the revoked partitions are forgotten at once anyway (gated sinks drop
+their state, even mid-flush, so the old owner publishes nothing the new owner will also produce), and
+when the batch ends its positions and dead letters for those partitions are discarded: the new owner
+replays them from the last commit.
+
+Dead letters carry the original value, key and headers, the free-text reason and a reason code from a
+fixed set (:mod:`~wavegraph.streams.reasons`, the metric label). A dead letter the broker does not
+acknowledge is retried with exponential backoff (``runtime.dlq_retry_backoff_s`` doubling up to
+``runtime.dlq_retry_max_s``) until it is, or until ``stop``: the batch is not committed before its dead
+letters are durable. One too large for the topic is cut to fit and marked ``wg.dlq.truncated``. A record
+already dead-lettered by this process (a batch redelivered after backpressure, or after a failed commit)
+is not sent again.
+
+A :class:`~wavegraph.errors.SinkFatalError` (wrong credentials, read-only database) is not retried: it
+stops the processor with its one sentence.
 
 Shutdown: set the ``stop`` event; the loop finishes its batch, then every client is closed in
-reverse order by one ``AsyncExitStack``. No background task is left behind.
+reverse order by one ``AsyncExitStack``. The commit in flight is awaited on every way out (a stop, an
+exception, a cancellation), so no background task is left behind.
 """
 
 from __future__ import annotations
@@ -36,20 +52,28 @@ from contextlib import AsyncExitStack
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
 from wavegraph import metrics
 from wavegraph.errors import InvalidEvent, SinkBackpressureError
-from wavegraph.events import dlq_headers
+from wavegraph.events import DLQ_HEADER_PREFIX, dlq_headers
 from wavegraph.settings import Settings
 from wavegraph.streams.producer import make_producer
+from wavegraph.streams.reasons import code_of
 from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Decoder = Callable[[ConsumerRecord[bytes, bytes]], T]
+Dead = tuple[ConsumerRecord[bytes, bytes], str, str]  # record, reason, code
+
+_DLQ_OVERHEAD = 4096  # bytes kept free for the record batch framing beside value, key and headers
+
+
+class _Stopped(Exception):
+    """The stop event was set while dead letters still waited for the broker: leave uncommitted."""
 
 
 class _RevokeListener(ConsumerRebalanceListener):
@@ -62,7 +86,12 @@ class _RevokeListener(ConsumerRebalanceListener):
         try:
             await asyncio.wait_for(lock.acquire(), self._processor.settings.runtime.commit_deadline_s)
         except TimeoutError:
-            log.warning("revocation of %s: batch still in flight after the commit deadline", revoked)
+            log.warning(
+                "revocation of %s: batch still in flight after the commit deadline; its work on them "
+                "is dropped (the new owner replays it)",
+                revoked,
+            )
+            self._processor.revoke_in_flight(revoked)
             return
         try:
             await asyncio.wait_for(
@@ -108,6 +137,8 @@ class StreamProcessor(Generic[T]):
         self._commit_task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self._gates = [s for s in self.sinks if isinstance(s, CommitGate)]
+        self._revoked_in_flight: set[TopicPartition] = set()
+        self._dead_lettered: dict[TopicPartition, set[int]] = {}
 
     def _make_consumer(self) -> AIOKafkaConsumer:
         kafka = self.settings.kafka
@@ -133,6 +164,7 @@ class StreamProcessor(Generic[T]):
             await consumer.start()
             stack.push_async_callback(consumer.stop)
             self._consumer = consumer
+            stack.push_async_callback(self._settle_commit)  # runs before the clients close
             self.started.set()
             timeout_ms = self.settings.runtime.fetch_timeout_ms
             while not stop.is_set():
@@ -144,44 +176,66 @@ class StreamProcessor(Generic[T]):
                     continue
                 if not batches and not self._timer_due():
                     continue
-                async with self._batch_lock:
-                    retry_after = await self._process(consumer, producer, batches)
+                try:
+                    async with self._batch_lock:
+                        retry_after = await self._process(consumer, producer, batches, stop)
+                except _Stopped:
+                    break
                 if retry_after is not None:
                     await self._wait_backpressure(consumer, batches, retry_after, stop)
             await self.wait_commit()
             self._consumer = None
+
+    async def _settle_commit(self) -> None:
+        """Await the commit in flight on any way out (bounded by the commit deadline)."""
+        task, self._commit_task = self._commit_task, None
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(task, self.settings.runtime.commit_deadline_s)
+        except TimeoutError:
+            log.warning("%s: the last commit did not finish within the deadline", self.name)
 
     async def _process(
         self,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+        stop: asyncio.Event,
     ) -> float | None:
         started = time.perf_counter()
+        self._revoked_in_flight = set()
         items: list[Item[T]] = []
-        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        dead: list[Dead] = []
         for tp, records in batches.items():
             metrics.EVENTS_CONSUMED.labels(self.name, tp.topic).inc(len(records))
             for rec in records:
                 try:
                     value = self.decode(rec)
                 except InvalidEvent as exc:
-                    dead.append((rec, exc.reason))
+                    dead.append((rec, exc.reason, exc.code))
                     continue
-                items.append(Item(value, rec.topic, rec.partition, rec.offset, rec.value, tuple(rec.headers)))
+                items.append(
+                    Item(value, rec.topic, rec.partition, rec.offset, rec.value, tuple(rec.headers), rec.key)
+                )
         self.stats["consumed"] += sum(len(r) for r in batches.values())
         try:
             for sink in self.sinks:
                 await sink.write(items)
                 rejected: list[Rejection[T]] = await sink.flush()
-                dead.extend((_as_record(rej.item), rej.reason) for rej in rejected)
+                dead.extend((_as_record(rej.item), rej.reason, rej.code) for rej in rejected)
         except SinkBackpressureError as exc:
             log.info("%s: backpressure (%s); pausing for %.2fs", self.name, exc.reason, exc.retry_after)
             return exc.retry_after
-        await self._send_dead_letters(producer, dead)
+        gone = self._revoked_in_flight  # revoked while this batch ran: the new owner replays them
+        if gone:
+            dead = [d for d in dead if TopicPartition(d[0].topic, d[0].partition) not in gone]
+        await self._send_dead_letters(producer, dead, stop)
         self.stats["sunk"] += len(items)
         metrics.EVENTS_SUNK.labels(self.name).inc(len(items))
-        self._positions.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        self._positions.update(
+            {tp: records[-1].offset + 1 for tp, records in batches.items() if tp not in gone}
+        )
         # The commit of this (flushed) batch overlaps the fetch and processing of the next one; at most
         # one commit is in flight, and it is awaited before the next commit, on revocation and at exit.
         await self.wait_commit()
@@ -210,8 +264,15 @@ class StreamProcessor(Generic[T]):
         for tp in partitions:
             self._positions.pop(tp, None)
             self.committed.pop(tp, None)
+            self._dead_lettered.pop(tp, None)
         for gate in self._gates:
             gate.revoked(partitions)
+
+    def revoke_in_flight(self, partitions: list[TopicPartition]) -> None:
+        """``partitions`` were revoked while a batch is still running: forget them now (gated sinks
+        drop their state, even mid-flush) and have the batch discard its work on them when it ends."""
+        self._revoked_in_flight.update(partitions)
+        self.forget(partitions)
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float
@@ -223,6 +284,10 @@ class StreamProcessor(Generic[T]):
             log.warning("%s: commit failed: %s", self.name, exc)
             return
         self.committed.update(offsets)
+        for tp, offset in offsets.items():
+            sent = self._dead_lettered.get(tp)
+            if sent:
+                sent.difference_update([o for o in sent if o < offset])
         self.stats["commits"] += 1
         metrics.COMMITS.labels(self.name).inc()
         metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
@@ -234,21 +299,65 @@ class StreamProcessor(Generic[T]):
             await task
 
     async def _send_dead_letters(
-        self, producer: AIOKafkaProducer, dead: list[tuple[ConsumerRecord[bytes, bytes], str]]
+        self, producer: AIOKafkaProducer, dead: list[Dead], stop: asyncio.Event
     ) -> None:
-        if not dead:
-            return
-        futures = []
-        for rec, reason in dead:
-            headers = dlq_headers(rec.topic, rec.partition, rec.offset, reason, self.name, rec.headers)
-            futures.append(
-                await producer.send(
-                    self.settings.kafka.topics.dlq, value=rec.value, key=rec.key, headers=headers
-                )
-            )
-            metrics.DLQ_EVENTS.labels(self.name, reason.split(":", 1)[0][:40]).inc()
-        await asyncio.gather(*futures)  # broker acknowledged every dead letter before we commit
-        self.stats["dead_letters"] += len(dead)
+        """Send ``dead`` to the DLQ and wait until the broker acknowledged every one (retrying with
+        backoff); raise :class:`_Stopped` if ``stop`` is set while some are still unacknowledged."""
+        pending = [d for d in dead if d[0].offset not in self._sent_set(d[0])]
+        runtime = self.settings.runtime
+        delay = runtime.dlq_retry_backoff_s
+        while pending:
+            failed: list[Dead] = []
+            sent: list[tuple[Dead, asyncio.Future[object]]] = []
+            for entry in pending:
+                try:
+                    sent.append((entry, await self._send_one(producer, entry)))
+                except KafkaError as exc:
+                    log.warning("%s: dead letter not sent (%r); will retry", self.name, exc)
+                    failed.append(entry)
+            for entry, fut in sent:
+                try:
+                    await fut
+                except KafkaError as exc:
+                    log.warning("%s: dead letter not acknowledged (%r); will retry", self.name, exc)
+                    failed.append(entry)
+                    continue
+                rec, _, code = entry
+                self._sent_set(rec).add(rec.offset)
+                metrics.DLQ_EVENTS.labels(self.name, code_of(code)).inc()
+                self.stats["dead_letters"] += 1
+            if not failed:
+                return
+            metrics.DLQ_SEND_RETRIES.labels(self.name).inc(len(failed))
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            if stop.is_set():
+                raise _Stopped
+            delay = min(delay * 2, runtime.dlq_retry_max_s)
+            pending = failed
+
+    def _sent_set(self, rec: ConsumerRecord[bytes, bytes]) -> set[int]:
+        return self._dead_lettered.setdefault(TopicPartition(rec.topic, rec.partition), set())
+
+    async def _send_one(self, producer: AIOKafkaProducer, entry: Dead) -> asyncio.Future[object]:
+        rec, reason, code = entry
+        headers = dlq_headers(rec.topic, rec.partition, rec.offset, reason, self.name, rec.headers)
+        headers.insert(4, (f"{DLQ_HEADER_PREFIX}code", code_of(code).encode()))
+        topic = self.settings.kafka.topics.dlq
+        value = rec.value
+        room = self.settings.kafka.max_message_bytes - _DLQ_OVERHEAD - len(rec.key or b"")
+        room -= sum(len(k) + len(v) for k, v in headers)
+        if value is not None and len(value) > room:
+            headers.append((f"{DLQ_HEADER_PREFIX}truncated", str(len(value)).encode()))
+            value = value[: max(0, room - 64)]
+        try:
+            return await producer.send(topic, value=value, key=rec.key, headers=headers)
+        except MessageSizeTooLargeError:  # headers alone too large: keep the coordinates and reason
+            slim = [h for h in headers if h[0].startswith(DLQ_HEADER_PREFIX)]
+            slim.append((f"{DLQ_HEADER_PREFIX}truncated", str(len(rec.value or b"")).encode()))
+            return await producer.send(topic, value=b"", key=rec.key, headers=slim)
 
     async def _wait_backpressure(
         self,
@@ -279,7 +388,7 @@ def _as_record(item: Item[object]) -> ConsumerRecord[bytes, bytes]:
         offset=item.offset,
         timestamp=0,
         timestamp_type=0,
-        key=None,
+        key=item.key,
         value=item.raw,
         checksum=None,
         serialized_key_size=-1,

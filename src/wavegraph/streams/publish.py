@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from wavegraph.events import AudioMeta
+from wavegraph.events import AudioMeta, edge_record_key
 from wavegraph.settings import KafkaSettings
 from wavegraph.streams.producer import make_producer
 
@@ -58,11 +58,12 @@ def _looks_like_csv_header(line: str) -> bool:
 
 
 def edge_key(value: bytes) -> bytes | None:
-    """The partitioning key of an edge record, ``tenant/src/rel/dst``; None when it cannot be read."""
+    """The partitioning key of an edge record (:func:`wavegraph.events.edge_record_key`, the key the
+    HTTP API uses too); None when the value is not an edge object (the processor dead-letters it)."""
     try:
         obj = orjson.loads(value)
-        return f"{obj['tenant']}/{obj['src']}/{obj.get('rel', 'LINKS')}/{obj['dst']}".encode()
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return edge_record_key(obj["tenant"], obj["src"], obj.get("rel", "LINKS"), obj["dst"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -30,6 +30,7 @@ class Item(Generic[T_co]):
     offset: int
     raw: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Rejection(Generic[T_co]):
 
     item: Item[T_co]
     reason: str
+    code: str = "sink_refused"  # one of wavegraph.streams.reasons.CODES (the metric label)
 
 
 class Sink(Protocol[T]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +19,6 @@ from wavegraph.http import create_app
 from wavegraph.http.context import ApiContext
 from wavegraph.settings import Settings
 from wavegraph.sinks import breaker_state
-from wavegraph.streams.topics import delete_topics, ensure_topics
 
 pytestmark = pytest.mark.services
 
@@ -37,14 +35,6 @@ def edge(i: int, tenant: str = "acme", **overrides: Any) -> dict[str, Any]:
 
 def ndjson(events: list[dict[str, Any]]) -> bytes:
     return b"\n".join(orjson.dumps(e) for e in events) + b"\n"
-
-
-@pytest.fixture
-async def topic(services: Settings) -> AsyncIterator[str]:
-    name = f"test.http.edges.{uuid.uuid4().hex[:10]}"
-    await ensure_topics(services.kafka, [name], partitions=PARTITIONS)
-    yield name
-    await delete_topics(services.kafka, [name])
 
 
 def configure(settings: Settings, topic: str, **http: Any) -> Settings:
@@ -87,13 +77,6 @@ async def topic_records(settings: Settings, topic: str, expected: int, timeout_s
         return records
     finally:
         await consumer.stop()
-
-
-@pytest.fixture
-async def redis_client(services: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(services.redis.url)
-    yield client
-    await client.aclose()
 
 
 # --- accepted ------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+DROP CONSTRAINT edge_tombstone_key IF EXISTS;
