@@ -114,6 +114,7 @@ class RuntimeSettings(_Section):
     default_retry_after_s: float = Field(1.0, gt=0)
     dlq_retry_backoff_s: float = Field(0.5, gt=0)
     dlq_retry_max_s: float = Field(30.0, gt=0)
+    dlq_send_timeout_s: float = Field(10.0, gt=0)
 
 
 class IngestSettings(_Section):

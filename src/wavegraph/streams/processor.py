@@ -156,7 +156,11 @@ class StreamProcessor(Generic[T]):
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; then finish the batch in flight and close every client."""
         async with AsyncExitStack() as stack:
-            producer = make_producer(self.settings.kafka, client_id=f"wavegraph-{self.name}-dlq")
+            producer = make_producer(
+                self.settings.kafka,
+                client_id=f"wavegraph-{self.name}-dlq",
+                request_timeout_ms=int(self.settings.runtime.dlq_send_timeout_s * 1000),
+            )
             await producer.start()
             stack.push_async_callback(producer.stop)
             consumer = self._make_consumer()
@@ -317,7 +321,10 @@ class StreamProcessor(Generic[T]):
                     failed.append(entry)
             for entry, fut in sent:
                 try:
-                    await fut
+                    try:
+                        await fut
+                    except MessageSizeTooLargeError:  # the DLQ topic takes less than ours: coordinates only
+                        await (await self._send_one(producer, entry, slim=True))
                 except KafkaError as exc:
                     log.warning("%s: dead letter not acknowledged (%r); will retry", self.name, exc)
                     failed.append(entry)
@@ -341,23 +348,35 @@ class StreamProcessor(Generic[T]):
     def _sent_set(self, rec: ConsumerRecord[bytes, bytes]) -> set[int]:
         return self._dead_lettered.setdefault(TopicPartition(rec.topic, rec.partition), set())
 
-    async def _send_one(self, producer: AIOKafkaProducer, entry: Dead) -> asyncio.Future[object]:
+    async def _send_one(
+        self, producer: AIOKafkaProducer, entry: Dead, slim: bool = False
+    ) -> asyncio.Future[object]:
+        """Hand one dead letter to the producer. Its value is cut to what fits beside the headers under
+        ``kafka.max_message_bytes``; ``slim`` (or headers too large on their own) sends the ``wg.dlq.*``
+        headers with an empty value. A cut is marked ``wg.dlq.truncated`` = the original size."""
         rec, reason, code = entry
         headers = dlq_headers(rec.topic, rec.partition, rec.offset, reason, self.name, rec.headers)
         headers.insert(4, (f"{DLQ_HEADER_PREFIX}code", code_of(code).encode()))
         topic = self.settings.kafka.topics.dlq
         value = rec.value
+        size = len(value or b"")
         room = self.settings.kafka.max_message_bytes - _DLQ_OVERHEAD - len(rec.key or b"")
         room -= sum(len(k) + len(v) for k, v in headers)
-        if value is not None and len(value) > room:
-            headers.append((f"{DLQ_HEADER_PREFIX}truncated", str(len(value)).encode()))
+        if not slim and value is not None and size > room:
+            headers.append((f"{DLQ_HEADER_PREFIX}truncated", str(size).encode()))
             value = value[: max(0, room - 64)]
-        try:
-            return await producer.send(topic, value=value, key=rec.key, headers=headers)
-        except MessageSizeTooLargeError:  # headers alone too large: keep the coordinates and reason
-            slim = [h for h in headers if h[0].startswith(DLQ_HEADER_PREFIX)]
-            slim.append((f"{DLQ_HEADER_PREFIX}truncated", str(len(rec.value or b"")).encode()))
-            return await producer.send(topic, value=b"", key=rec.key, headers=slim)
+        if not slim:
+            try:
+                return await producer.send(topic, value=value, key=rec.key, headers=headers)
+            except MessageSizeTooLargeError:
+                pass
+        meta = [
+            h
+            for h in headers
+            if h[0].startswith(DLQ_HEADER_PREFIX) and h[0] != f"{DLQ_HEADER_PREFIX}truncated"
+        ]
+        meta.append((f"{DLQ_HEADER_PREFIX}truncated", str(size).encode()))
+        return await producer.send(topic, value=b"", key=rec.key, headers=meta)
 
     async def _wait_backpressure(
         self,

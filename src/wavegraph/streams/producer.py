@@ -8,9 +8,15 @@ from wavegraph.settings import KafkaSettings
 
 
 def make_producer(
-    kafka: KafkaSettings, *, linger_ms: int = 5, client_id: str = "wavegraph"
+    kafka: KafkaSettings,
+    *,
+    linger_ms: int = 5,
+    client_id: str = "wavegraph",
+    request_timeout_ms: int = 40_000,
 ) -> AIOKafkaProducer:
-    """An unstarted producer; ``await producer.start()`` (or enter it in an ``AsyncExitStack``)."""
+    """An unstarted producer; ``await producer.start()`` (or enter it in an ``AsyncExitStack``).
+
+    ``request_timeout_ms`` also bounds how long ``send`` waits for a topic's metadata."""
     return AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap,
         client_id=client_id,
@@ -19,4 +25,5 @@ def make_producer(
         linger_ms=linger_ms,
         max_request_size=kafka.max_message_bytes,
         max_batch_size=1024 * 1024,
+        request_timeout_ms=request_timeout_ms,
     )
