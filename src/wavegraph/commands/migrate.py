@@ -1,6 +1,9 @@
-"""``wavegraph migrate info | validate | apply | dry-run | rollback``: versioned Neo4j/PostgreSQL schemas.
+"""``wavegraph migrate info | validate | apply | dry-run | rollback | repair``: versioned Neo4j/PostgreSQL
+schemas.
 
-Exit codes: 0 success, 1 a migration failed (rolled back) or validation found edited files.
+Exit codes: 0 success; 1 a migration or an undo failed, validation found edited files, or the database
+holds a migration recorded as failed (``apply``/``rollback`` refuse until ``repair``). Errors are printed
+as messages, never as tracebacks.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -56,17 +60,30 @@ def info(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False)
     table = Table(title="wavegraph migrations")
     for column in ("db", "version", "description", "checksum", "installed on", "state"):
         table.add_column(column)
-    colours = {"success": "green", "pending": "yellow", "undone": "yellow", "rolled back": "red"}
+    colours = {
+        "success": "green",
+        "pending": "yellow",
+        "undone": "yellow",
+        "repaired": "yellow",
+        "undo rolled back": "yellow",
+        "rolled back": "red",
+    }
     for r in rows:
         installed = r.installed_on.strftime("%Y-%m-%d %H:%M:%S") if r.installed_on else "-"
         colour = colours.get(r.state, "bold red")
         table.add_row(r.db, r.version, r.description, r.checksum[:12], installed, f"[{colour}]{r.state}[/]")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r.state == "failed" and r.error:
+            console.print(f"[bold red]{escape(f'{r.db} {r.script}')} failed:[/]", soft_wrap=True)
+            console.print(r.error, soft_wrap=True, markup=False, highlight=False)
 
 
 @app.command()
 def validate(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False) -> None:
-    """Fail (exit 1), naming each file, when an applied migration was edited or deleted afterwards."""
+    """Fail (exit 1), naming each file, when an applied migration was edited or deleted afterwards, or
+    when a migration is recorded as failed (see `migrate repair`)."""
     from wavegraph.migrations import api
 
     found = asyncio.run(api.validate(_settings(), location, _dbs(db)))
@@ -84,12 +101,15 @@ def validate(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = Fa
 
 @app.command()
 def apply(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False) -> None:
-    """Apply every pending migration; a failure is rolled back automatically (exit 1)."""
-    from wavegraph.migrations import MigrationFailed, ValidationFailed, api
+    """Apply every pending migration; a failure is rolled back automatically (exit 1).
+
+    Refuses (exit 1, nothing changed) while a migration is recorded as failed: see `migrate repair`.
+    """
+    from wavegraph.migrations import MigrationError, api
 
     try:
         reports = asyncio.run(api.apply(_settings(), location, _dbs(db)))
-    except (MigrationFailed, ValidationFailed) as exc:
+    except MigrationError as exc:
         _fail(exc, json)
     if json:
         _json([r.as_dict() for r in reports])
@@ -107,17 +127,52 @@ def rollback(
     location: LocationOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Run the U scripts of the migrations newer than --target (default: the latest one), newest first."""
-    from wavegraph.migrations import MigrationFailed, ValidationFailed, api
+    """Run the U scripts of the migrations newer than --target (default: the latest one), newest first.
+
+    An undo that fails is recorded as failed (exit 1); refuses while a migration is recorded as failed.
+    """
+    from wavegraph.migrations import MigrationError, api
 
     try:
         reports = asyncio.run(api.rollback(_settings(), target, location, _dbs(db)))
-    except (MigrationFailed, ValidationFailed) as exc:
+    except MigrationError as exc:
         _fail(exc, json)
     if json:
         _json([r.as_dict() for r in reports])
     else:
         _steps("rollback", reports)
+
+
+@app.command()
+def repair(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Repair only this version (default: every failed one)."),
+    ] = None,
+    db: DbOpt = "all",
+    location: LocationOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Mark migrations recorded as failed as repaired, after you fixed the database by hand.
+
+    A migration is recorded as failed when its automatic undo, or an explicit rollback, could not
+    bring the database back; apply and rollback then refuse to run. Repair runs nothing in the
+    database: it undoes nothing and finishes nothing. First bring the database back to its state
+    from before that migration (revert what the failed apply did, or finish the failed undo); then
+    repair appends a 'repaired' entry to the history (the failed entry stays, for the audit trail)
+    and the version counts as pending: the next apply runs it again. Exit 1 when --target is not
+    recorded as failed.
+    """
+    from wavegraph.migrations import MigrationError, api
+
+    try:
+        reports = asyncio.run(api.repair(_settings(), target, location, _dbs(db)))
+    except MigrationError as exc:
+        _fail(exc, json)
+    if json:
+        _json([r.as_dict() for r in reports])
+    else:
+        _steps("repair", reports)
 
 
 @app.command("dry-run")
@@ -179,10 +234,12 @@ def _steps(title: str, reports: list[Any], console: Console | None = None) -> No
 
 
 def _fail(exc: Exception, json: bool) -> Any:
-    from wavegraph.migrations import MigrationFailed
+    from wavegraph.migrations import MigrationFailed, RepairNeeded
 
     if json:
         data: dict[str, Any] = {"ok": False, "error": str(exc)}
+        if isinstance(exc, RepairNeeded):
+            data.update(db=exc.db, command=exc.command, failed=[e.as_dict() for e in exc.entries])
         if isinstance(exc, MigrationFailed):
             data.update(
                 script=exc.script,
@@ -193,6 +250,7 @@ def _fail(exc: Exception, json: bool) -> Any:
                 after_checksum=exc.after,
                 restored=exc.restored,
                 undo_errors=exc.undo_errors,
+                hint=exc.hint,
             )
         _json(data)
     else:

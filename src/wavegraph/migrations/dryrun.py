@@ -21,7 +21,7 @@ from typing import Any
 from wavegraph.migrations.api import open_target
 from wavegraph.migrations.copy import copy_neo4j, copy_postgres
 from wavegraph.migrations.discover import Tree, discover, load_tree
-from wavegraph.migrations.errors import MigrationError, MigrationFailed
+from wavegraph.migrations.errors import MigrationError, MigrationFailed, RepairNeeded
 from wavegraph.migrations.model import DBS, Db, StepReport
 from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.runner import apply
@@ -89,7 +89,7 @@ async def _rehearse(
         async with open_target(scratch, db) as target:
             try:
                 report.steps = await apply(target, discover(tree, db))
-            except MigrationFailed as exc:
+            except (MigrationFailed, RepairNeeded) as exc:  # a copied history can hold a failed entry
                 report.failure = str(exc)
     report.total_s = time.perf_counter() - start
     return report

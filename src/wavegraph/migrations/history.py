@@ -1,4 +1,10 @@
-"""Reading the history: which versions are applied, each file's state, and what validation finds."""
+"""Reading the history: which versions are applied, each file's state, and what validation finds.
+
+The history is append-only. A version's state is decided by its entries, newest first, skipping those in
+state ``rolled back`` (a failed apply or undo that changed nothing): the first one left is a successful
+apply (applied), an undo (``undone``: not applied), a repair (``repaired``: not applied, the next apply
+runs it again) or a ``failed`` entry, which blocks the target (:func:`failed`) until ``migrate repair``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wavegraph.migrations.model import HistoryEntry, Migration
+
+FAILED = "failed"
+ROLLED_BACK = "rolled back"
+REPAIRED = "repaired"
 
 
 @dataclass(frozen=True)
@@ -20,6 +30,7 @@ class InfoRow:
     state: str
     before_checksum: str | None = None
     after_checksum: str | None = None
+    error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = self.__dict__.copy()
@@ -35,9 +46,19 @@ def latest(history: list[HistoryEntry]) -> dict[tuple[int, ...], HistoryEntry]:
     return out
 
 
+def effective(history: list[HistoryEntry]) -> dict[tuple[int, ...], HistoryEntry]:
+    """The last entry of each version that changed something (entries in state ``rolled back`` did not)."""
+    return latest([e for e in history if e.state != ROLLED_BACK])
+
+
 def applied(history: list[HistoryEntry]) -> dict[tuple[int, ...], HistoryEntry]:
-    """Versions currently applied: their last entry is a successful apply."""
-    return {k: e for k, e in latest(history).items() if not e.is_undo and e.success}
+    """Versions currently applied: their last effective entry is a successful apply."""
+    return {k: e for k, e in effective(history).items() if e.is_apply and e.success}
+
+
+def failed(history: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Versions whose last entry is ``failed`` and not repaired since, oldest first."""
+    return sorted((e for e in latest(history).values() if e.state == FAILED), key=lambda e: e.installed_rank)
 
 
 def info_rows(db: str, migrations: list[Migration], history: list[HistoryEntry]) -> list[InfoRow]:
@@ -50,16 +71,6 @@ def info_rows(db: str, migrations: list[Migration], history: list[HistoryEntry])
             assert m is not None
             rows.append(InfoRow(db, m.version, m.description, m.script, m.checksum, None, "pending"))
             continue
-        if e.is_undo:
-            state = "undone"
-        elif not e.success:
-            state = e.state
-        elif m is None:
-            state = "missing"
-        elif m.checksum != e.checksum:
-            state = "changed"
-        else:
-            state = "success"
         rows.append(
             InfoRow(
                 db,
@@ -68,12 +79,27 @@ def info_rows(db: str, migrations: list[Migration], history: list[HistoryEntry])
                 e.script,
                 e.checksum,
                 e.installed_on,
-                state,
+                _state(e, m),
                 e.before_checksum,
                 e.after_checksum,
+                e.error,
             )
         )
     return rows
+
+
+def _state(e: HistoryEntry, m: Migration | None) -> str:
+    if e.is_repair:
+        return REPAIRED
+    if e.is_undo:
+        if e.success:
+            return "undone"
+        return FAILED if e.state == FAILED else "undo rolled back"  # the latter: still applied
+    if not e.success:
+        return e.state
+    if m is None:
+        return "missing"
+    return "changed" if m.checksum != e.checksum else "success"
 
 
 def problems(migrations: list[Migration], history: list[HistoryEntry]) -> list[str]:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 Db = Literal["neo4j", "postgres"]
 DBS: tuple[Db, ...] = ("neo4j", "postgres")
 SUFFIX: dict[Db, str] = {"neo4j": ".cypher", "postgres": ".sql"}
+UNDO_PREFIX = "UNDO_"
+REPAIR_PREFIX = "REPAIR_"
 
 FILE_NAME = re.compile(
     r"^(?P<prefix>[VU])(?P<version>\d+(?:[._]\d+)*)__(?P<description>[^.]+)(?P<suffix>\.\w+)$"
@@ -75,7 +77,8 @@ class HistoryEntry:
     version: str
     description: str
     type: str
-    """``CYPHER``/``SQL`` for an apply, ``UNDO_CYPHER``/``UNDO_SQL`` for an undo."""
+    """``CYPHER``/``SQL`` for an apply, ``UNDO_CYPHER``/``UNDO_SQL`` for an undo, ``REPAIR_CYPHER``/
+    ``REPAIR_SQL`` for a ``migrate repair`` (see :mod:`.repair`)."""
     script: str
     checksum: str
     installed_by: str
@@ -83,7 +86,9 @@ class HistoryEntry:
     execution_ms: int
     success: bool
     state: str
-    """``success``; ``rolled back`` (failed, content restored); ``failed`` (not restored); ``undone``."""
+    """``success``; ``undone``; ``repaired``; ``rolled back`` (an apply or undo that failed and changed
+    nothing: the version keeps the state it had before); ``failed`` (an apply or undo that failed and left
+    the content changed or unknown: nothing runs on the target until ``migrate repair``)."""
     before_checksum: str
     after_checksum: str
     error: str | None = None
@@ -94,7 +99,15 @@ class HistoryEntry:
 
     @property
     def is_undo(self) -> bool:
-        return self.type.startswith("UNDO_")
+        return self.type.startswith(UNDO_PREFIX)
+
+    @property
+    def is_repair(self) -> bool:
+        return self.type.startswith(REPAIR_PREFIX)
+
+    @property
+    def is_apply(self) -> bool:
+        return not (self.is_undo or self.is_repair)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,7 +122,7 @@ class StepReport:
     db: Db
     version: str
     script: str
-    action: Literal["apply", "undo"]
+    action: Literal["apply", "undo", "repair"]
     ok: bool
     execution_ms: int
     before_checksum: str

@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     error text
 )"""
 
+_USERINFO_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
 _COLUMNS = """
 SELECT attname, format_type(atttypid, atttypmod), attnotnull, pg_get_expr(adbin, adrelid)
 FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
@@ -61,6 +64,11 @@ _ROWS = (
     "SELECT count(*), encode(sha256(convert_to(coalesce(string_agg(h, ',' ORDER BY h), ''), 'UTF8')), 'hex') "
     "FROM (SELECT md5(t::text) AS h FROM {table} t) s"
 )
+
+
+def redact(url: str) -> str:
+    """``url`` with any password (``user:secret@`` or ``password=secret``) replaced by ``***``."""
+    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO_PASSWORD.sub(r"\1***@", url))
 
 
 def migrated_tables(migrations: list[Migration]) -> list[str]:
@@ -104,7 +112,7 @@ class PostgresTarget:
 
     @property
     def where(self) -> str:
-        return self.settings.url
+        return redact(self.settings.url)
 
     async def __aenter__(self) -> PostgresTarget:
         self._conn = await asyncpg.connect(self.settings.url, timeout=10)

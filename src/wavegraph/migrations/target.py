@@ -33,7 +33,12 @@ class Session(Protocol):
 class Target(Protocol):
     db: Db
     history_type: str
-    """``CYPHER`` or ``SQL``: the history ``type`` of an apply (``UNDO_`` + it for an undo)."""
+    """``CYPHER`` or ``SQL``: the history ``type`` of an apply (``UNDO_``/``REPAIR_`` + it otherwise)."""
+
+    @property
+    def where(self) -> str:
+        """Where the database is, for messages (a URI without its password)."""
+        ...
 
     async def __aenter__(self) -> Target: ...
 

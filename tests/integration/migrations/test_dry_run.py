@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wavegraph.migrations import dry_run
+from wavegraph.migrations.discover import DEFAULT_LOCATION, discover, load_tree
 from wavegraph.migrations.graph_snapshot import graph_checksum
 from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.samples import seed_duplicates
@@ -12,7 +13,6 @@ from wavegraph.settings import Settings
 
 pytestmark = pytest.mark.services
 
-POSTGRES_VERSIONS = ["2025.05.1", "2025.05.2", "2025.05.3", "2025.07", "2025.08"]
 DUPLICATE_CHECK = "duplicate (tenant, id) keys among :Node"
 
 
@@ -38,4 +38,6 @@ async def test_dry_run_of_all_migrations_leaves_no_duplicates(
     [haa] = [s for s in neo4j.steps if s.version == "2025.07"]
     duplicates = {c.name: c.value for c in haa.checks}[DUPLICATE_CHECK]
     assert duplicates == 0, f"{duplicates} duplicate (tenant, id) keys remain after the HAA migration"
-    assert [s.version for s in by_db["postgres"].steps] == POSTGRES_VERSIONS
+    tree = load_tree(DEFAULT_LOCATION, source)
+    assert [s.version for s in by_db["postgres"].steps] == [m.version for m in discover(tree, "postgres")]
+    assert [s.version for s in neo4j.steps] == [m.version for m in discover(tree, "neo4j")]
