@@ -135,8 +135,10 @@ def bad_input(
     ),
     out: Path | None = OUT,
 ) -> None:
-    """A stream with malformed events (bad JSON, missing fields, wrong types, oversized, unknown tenant):
-    all of them in the DLQ with a reason, all valid ones in Neo4j."""
+    """A stream with malformed and hostile events (bad JSON, missing fields, wrong types, oversized and
+    16 MiB records, unknown tenant, ints beyond int64, NUL, NaN, nested props, random unknown fields):
+    all of them in the DLQ with a reason, all valid ones in Neo4j, the processor alive, the DLQ metric's
+    series bounded."""
     from wavegraph.loadtest.bad_input import BadInputPlan, run_bad_input
 
     async def scenario(s: Settings) -> dict[str, Any]:
@@ -150,5 +152,7 @@ def bad_input(
         "lost",
         "duplicates",
         "unknown_tenant_edges",
+        "processor_alive",
+        "dlq_metric_series",
     )
     _run(load_settings(), ("redis",), scenario, figures, out)

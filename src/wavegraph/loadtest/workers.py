@@ -50,6 +50,11 @@ class InlineWorker:
         if not done:
             raise TimeoutError(f"the edge processor did not start within {timeout_s:.0f}s")
 
+    @property
+    def alive(self) -> bool:
+        """The processor task is running (not ended, by a crash or otherwise)."""
+        return self._task is not None and not self._task.done()
+
     def check(self) -> None:
         """Raise whatever ended the processor early."""
         if self._task is not None and self._task.done():
@@ -113,6 +118,11 @@ class WorkerProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """The processor task is running (not ended, by a crash or otherwise)."""
+        return self._task is not None and not self._task.done()
 
     def check(self) -> None:
         """Raise if the worker exited on its own (its log's tail in the message)."""

@@ -55,6 +55,7 @@ from neo4j import AsyncDriver
 from neo4j.exceptions import (
     ClientError,
     DatabaseError,
+    Neo4jError,
     ServiceUnavailable,
     SessionExpired,
     TransientError,
@@ -125,14 +126,14 @@ _OUTAGE_PREFIXES = ("Neo.ClientError.Transaction.", "Neo.ClientError.Cluster.")
 
 def classify(exc: BaseException) -> Kind:
     """``"outage"``, ``"data"`` or ``"fatal"`` for an exception raised by a write (module docstring)."""
+    code = getattr(exc, "code", None) or ""
+    if isinstance(exc, Neo4jError) and code.startswith(_FATAL_PREFIXES):
+        return "fatal"  # before the classes: the driver files a read-only refusal under TransientError
     if isinstance(exc, ServiceUnavailable | SessionExpired | TransientError | DatabaseError | OSError):
         return "outage"
     if isinstance(exc, TimeoutError):
         return "outage"
     if isinstance(exc, ClientError):
-        code = exc.code or ""
-        if code.startswith(_FATAL_PREFIXES):
-            return "fatal"
         if code.startswith(_OUTAGE_PREFIXES):
             return "outage"
         return "data"

@@ -25,6 +25,7 @@ from wavegraph.loadtest.kill import KillPlan, run_worker_kill
 from wavegraph.loadtest.outage import OutagePlan, run_outage
 from wavegraph.loadtest.scope import apply_schema, with_private
 from wavegraph.settings import Settings
+from wavegraph.streams.reasons import CODES
 
 pytestmark = pytest.mark.services
 
@@ -48,14 +49,19 @@ def assert_holds(report: dict[str, Any]) -> None:
 
 
 async def test_bad_input_goes_to_the_dlq_with_its_reason_and_the_rest_to_neo4j(env: Settings) -> None:
-    report = await run_bad_input(env, BadInputPlan(events=3000, malformed_pct=2.0, cleanup=False))
+    per_kind = 2
+    events = 50 * len(KINDS) * per_kind  # one in 50 malformed, cycling through the kinds
+    report = await run_bad_input(env, BadInputPlan(events=events, malformed_pct=2.0, cleanup=False))
     assert_holds(report)
-    assert report["malformed"] == 60 and report["dead_letters"] == 60
+    bad = len(KINDS) * per_kind
+    assert report["malformed"] == bad and report["dead_letters"] == bad
     assert {row["kind"]: (row["sent"], row["in_dlq"], row["reason_ok"]) for row in report["rows"]} == {
-        kind: (12, 12, 12) for kind in KINDS
+        kind: (per_kind, per_kind, per_kind) for kind in KINDS
     }
-    assert report["dlq_processors"] == {"edges": 60}
-    assert (report["valid"], report["graph"]["found"]) == (2940, 2940)
+    assert report["dlq_processors"] == {"edges": bad}
+    assert report["processor_alive"] is True
+    assert set(report["dlq_codes"]) <= CODES and "other" not in report["dlq_codes"]
+    assert (report["valid"], report["graph"]["found"]) == (events - bad, events - bad)
 
 
 async def test_worker_sigkill_mid_batch_loses_and_doubles_nothing(env: Settings) -> None:
