@@ -57,6 +57,7 @@ class Neo4jSettings(_Section):
     user: str = "neo4j"
     password: str = "wavegraph-dev"
     auth: bool = False
+    database: str | None = None  # None: the server's default database
     heap: str = "1g"
     pagecache: str = "256m"
 

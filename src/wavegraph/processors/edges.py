@@ -55,7 +55,7 @@ async def run_edges(
         stack.push_async_callback(driver.close)
         client = aioredis.Redis.from_url(settings.redis.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         stack.push_async_callback(client.aclose)
-        sink = Neo4jEdgeSink(driver, settings.ingest, client)
+        sink = Neo4jEdgeSink(driver, settings.ingest, client, database=settings.neo4j.database)
         proc: StreamProcessor[EdgeEvent] = StreamProcessor(
             settings,
             "edges",

@@ -247,3 +247,21 @@ async def test_commits_exactly_what_was_flushed(services: Settings, topic: str) 
         counts[p] = counts.get(p, 0) + 1
     assert offsets == counts
     assert {TopicPartition(topic, p) for p in counts} == set(proc.committed)
+
+
+async def test_cancellation_mid_stream_leaves_no_commit_task_behind(services: Settings, topic: str) -> None:
+    """Cancelled (not stopped) while commits are pipelined: the commit in flight is still awaited."""
+    await publish_values(services.kafka, topic, edge_values(5_000))
+    sink = RecordingSink()
+    proc = processor(services, topic, sink)
+    proc.max_batch = 100  # many batches, so a commit is in flight when the cancel lands
+    task = asyncio.create_task(proc.run(asyncio.Event()))
+    while proc.stats["commits"] < 3:
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert proc._commit_task is None
