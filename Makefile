@@ -8,7 +8,7 @@ export XDG_RUNTIME_DIR ?= /tmp/wavegraph-runtime-$(shell id -u)
 # Local runs (demo, test, bench) use the published dev-key-* API keys, refused unless this is set.
 export WAVEGRAPH_HTTP__ALLOW_DEV_KEYS ?= true
 
-.PHONY: install system-deps venv lint typecheck pytest test demo services-up services-down bench clean
+.PHONY: install system-deps venv lint typecheck pytest bench-gate test demo services-up services-down bench clean
 
 system-deps:  ## Debian packages: Redis server, espeak-ng (test speech), WordNet (ANN bench sentences)
 	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "wavegraph needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"; exit 1; }
@@ -42,7 +42,10 @@ pytest: install
 	$(BIN)/wavegraph services up
 	set +e; $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; $(BIN)/wavegraph services down; exit $$rc
 
-test: lint typecheck pytest  ## lint + type check + pytest against the real services (started and stopped here)
+bench-gate: install  ## speed gates measured as ratios in one run, outside pytest (no wall-clock unit tests)
+	$(BIN)/wavegraph bench tpl --quick --gate 2 --out .wavegraph/bench-gate-tpl.json
+
+test: lint typecheck pytest bench-gate  ## lint + type check + pytest against the real services (started and stopped here) + bench gates
 
 demo: install  ## start the services, apply the migrations and run the pipeline on sample data
 	$(BIN)/wavegraph services up

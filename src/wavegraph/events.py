@@ -131,10 +131,11 @@ class EdgeEvent(_Event):
         return edge_record_key(self.tenant, self.src, self.rel, self.dst)
 
     @property
-    def precedence(self) -> tuple[float, bool, str]:
+    def precedence(self) -> tuple[float, bool, str, float]:
         """The order in which events of one edge win, whatever order they arrive in: the newer ``ts``;
-        at equal ``ts`` a delete beats an upsert; then the larger event id."""
-        return (self.ts, self.op == "delete", self.event_id)
+        at equal ``ts`` a delete beats an upsert; then the larger event id; then the larger weight (two
+        events without a producer id and equal ``ts`` and ``op`` share their default id)."""
+        return (self.ts, self.op == "delete", self.event_id, self.weight)
 
 
 def edge_record_key(tenant: str, src: str, rel: str, dst: str) -> bytes:
@@ -178,7 +179,7 @@ class NodeEvent(_Event):
 
     tenant: Tenant
     node: NodeId
-    pagerank: float = Field(ge=0.0)
+    pagerank: float = Field(ge=0.0, allow_inf_nan=False)
     embedding_version: int = Field(ge=0)
     event_id: str = ""
 

@@ -216,3 +216,14 @@ def _warm_up() -> None:
     change = tiny.add_edges(["a"], ["d"])
     engine.update(tiny.snapshot(), change.changed_sources)
     pagerank(tiny, method="push")
+
+
+def slow_cases(reports: list[dict[str, Any]], minimum: float, max_delta_pct: float = 20) -> dict[int, float]:
+    """ΔE % → best speedup over ``reports`` for the cases at most ``max_delta_pct`` whose best is below
+    ``minimum`` (empty: the gate holds)."""
+    best: dict[int, float] = {}
+    for report in reports:
+        for row in report["rows"]:
+            if row["delta_pct"] <= max_delta_pct:
+                best[row["delta_pct"]] = max(best.get(row["delta_pct"], 0.0), row["speedup"])
+    return {pct: round(s, 2) for pct, s in best.items() if s < minimum}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 from wavegraph.settings import load_settings
 
@@ -45,11 +46,27 @@ def tpl(
     quick: bool = QUICK,
     out: Path | None = OUT,
     edges: Path | None = typer.Option(None, "--edges", exists=True, dir_okay=False, help="Your edge list."),
+    gate: float | None = typer.Option(
+        None,
+        "--gate",
+        min=1.0,
+        help="Exit 1 when the speedup at any ΔE ≤ 20 % is below this (CI runs --quick --gate 2); "
+        "a failing case gets one more run before it counts, since a loaded machine slows one run.",
+    ),
 ) -> None:
     """Incremental PageRank vs full recompute for ΔE ∈ {1, 10, 20} % of the edges."""
-    from wavegraph.bench.tpl import run_tpl_bench
+    from wavegraph.bench.tpl import run_tpl_bench, slow_cases
 
-    run_tpl_bench(quick=quick, out=out, edges=edges)
+    report = run_tpl_bench(quick=quick, out=out, edges=edges)
+    if gate is None:
+        return
+    slow = slow_cases([report], gate)
+    if slow:
+        slow = slow_cases([report, run_tpl_bench(quick=quick, out=out, edges=edges)], gate)
+    if slow:
+        Console(stderr=True).print(f"[bold red]gate:[/] speedup below {gate:g}× at ΔE % = {slow}")
+        raise typer.Exit(1)
+    Console().print(f"gate: every speedup at ΔE ≤ 20 % is at least {gate:g}×")
 
 
 @app.command()

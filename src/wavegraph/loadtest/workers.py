@@ -121,8 +121,8 @@ class WorkerProcess:
 
     @property
     def alive(self) -> bool:
-        """The processor task is running (not ended, by a crash or otherwise)."""
-        return self._task is not None and not self._task.done()
+        """The worker process is running."""
+        return self.proc is not None and self.proc.returncode is None
 
     def check(self) -> None:
         """Raise if the worker exited on its own (its log's tail in the message)."""

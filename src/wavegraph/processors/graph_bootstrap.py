@@ -8,6 +8,9 @@ state — no events are published for them. The consumer group then continues fr
 offsets. A partition the group never committed is not read here (the group starts it at the earliest
 offset anyway).
 
+A committed offset beyond the partition's end (the topic was deleted and created again under the same
+group) is read as the end: the rebuild takes what the partition holds instead of waiting forever.
+
 Cost: one pass over the retained topic. Edges older than the topic's retention are not in the rebuilt
 graph (set ``kafka.retention_ms`` accordingly; loading from Neo4j instead is a possible extension).
 Invalid records are skipped (they went to the dead-letter topic when first consumed).
@@ -72,7 +75,9 @@ async def rebuild_from_topic(
     try:
         consumer.assign(list(targets))
         begin = await consumer.beginning_offsets(list(targets))
-        remaining = {tp: end for tp, end in targets.items() if end > begin[tp]}
+        ends = await consumer.end_offsets(list(targets))
+        capped = {tp: min(end, ends[tp]) for tp, end in targets.items()}
+        remaining = {tp: end for tp, end in capped.items() if end > begin[tp]}
         for tp in remaining:
             consumer.seek(tp, begin[tp])
         task = (progress or NoProgress()).task(

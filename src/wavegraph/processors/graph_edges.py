@@ -8,13 +8,18 @@ see one weighted edge per ordered pair, whose weight is the sum over relationshi
 — what ``networkx.pagerank`` does on a ``MultiDiGraph`` (parallel edges' weights add up). A pair
 exists while at least one of its typed edges does (a typed edge of weight 0 keeps a pair of weight 0).
 
-Per typed edge the newest event wins (``ts``; on a tie, the one applied last), as in the Neo4j sink.
-Unlike Neo4j, a delete leaves a tombstone (its ``ts``): edge events are not keyed, so the upsert and
-the delete of one edge may sit on different partitions and arrive in either order, and an older upsert
-arriving after a newer delete must not bring the edge back. The cost is one small entry per deleted
-typed edge. Pair weights are summed with ``math.fsum`` (exact, so independent of the order of the
-types). The result depends only on the set of events, not on their arrival order (up to ``ts`` ties);
-a replayed event changes no pair weight, so a replay reaches the graph as an empty change.
+Which event of a typed edge wins is decided by its content alone, as in the Neo4j sink, so the outcome
+does not depend on the arrival order: the larger ``ts`` wins; at equal ``ts`` a delete beats an upsert;
+at equal ``ts`` and ``op`` the larger ``event_id`` (string comparison) wins; and, where even the ids are
+equal (a replay, or a producer reusing an id for another weight), the larger weight wins. Unlike Neo4j,
+a delete leaves a tombstone (its ``ts`` and id): edge events are not keyed, so the upsert and the delete
+of one edge may sit on different partitions and arrive in either order, and an older upsert arriving
+after a newer delete must not bring the edge back. The cost is one small entry per deleted typed edge.
+Only the producer's own id is kept per typed edge (``""`` when it gave none: the default id is derived
+again from the edge, ``ts`` and ``op`` on a tie, so no hash is computed on the hot path). Pair weights
+are summed with ``math.fsum`` (exact, so independent of the order of the types). The result depends
+only on the set of events, not on their arrival order; a replayed event changes no pair weight, so a
+replay reaches the graph as an empty change.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 
 from wavegraph.events import EdgeEvent
 
-__all__ = ["EdgeTable", "PairChanges"]
+__all__ = ["EdgeTable", "PairChanges", "wins"]
 
 
 @dataclass
@@ -47,11 +52,15 @@ class PairChanges:
         return len(self.src) + len(self.removed_src)
 
 
+Typed = tuple[float | None, float, str]  # (weight, None for a tombstone; ts; the producer's event id or "")
+
+
 class EdgeTable:
-    """The typed edges of one tenant: ``(src, dst) → {rel: (weight, ts)}``; weight ``None`` = deleted."""
+    """The typed edges of one tenant: ``(src, dst) → {rel: (weight, ts, given id)}``; weight ``None`` =
+    deleted (a tombstone)."""
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[str, str], dict[str, tuple[float | None, float]]] = {}
+        self._pairs: dict[tuple[str, str], dict[str, Typed]] = {}
 
     def pair_weight(self, src: str, dst: str) -> float | None:
         """The summed weight of ``src → dst``, ``None`` when no (live) typed edge joins them."""
@@ -72,9 +81,9 @@ class EdgeTable:
             if rels is None:
                 rels = pairs[pair] = {}
             stored = rels.get(ev.rel)
-            if stored is not None and ev.ts < stored[1]:
-                continue  # older than what the edge has seen: ignored
-            rels[ev.rel] = (ev.weight if ev.op == "upsert" else None, ev.ts)
+            if stored is not None and not wins(ev, stored):
+                continue  # older than (or a replay of) what the edge has seen: ignored
+            rels[ev.rel] = (ev.weight if ev.op == "upsert" else None, ev.ts, ev.given_id)
         for (src, dst), old in before.items():
             new = _total(pairs.get((src, dst)))
             if new is None and old is not None:
@@ -87,8 +96,30 @@ class EdgeTable:
         return out
 
 
-def _total(rels: dict[str, tuple[float | None, float]] | None) -> float | None:
+def wins(ev: EdgeEvent, stored: Typed) -> bool:
+    """Whether ``ev`` replaces ``stored``, the event its typed edge holds (see the module docstring)."""
+    weight, ts, given = stored
+    if ev.ts != ts:
+        return ev.ts > ts
+    deletes = ev.op == "delete"
+    if deletes != (weight is None):
+        return deletes
+    new_id = ev.event_id
+    old_id = given or _default_id(ev)  # the stored event has ev's edge, ts and op: the same default id
+    if new_id != old_id:
+        return new_id > old_id
+    return weight is not None and ev.weight > weight
+
+
+def _default_id(ev: EdgeEvent) -> str:
+    """The id ``ev`` would have without a producer's id."""
+    if not ev.given_id:
+        return ev.event_id
+    return EdgeEvent.model_validate(ev.model_dump(exclude={"event_id"})).event_id
+
+
+def _total(rels: dict[str, Typed] | None) -> float | None:
     if not rels:
         return None
-    live = [w for w, _ in rels.values() if w is not None]
+    live = [w for w, _, _ in rels.values() if w is not None]
     return math.fsum(live) if live else None

@@ -5,30 +5,78 @@
 :class:`~wavegraph.processors.edges.EdgeDecoder` as the edge processor (invalid records → dead letters).
 :class:`GraphJob` is the loop's sink. Per batch it
 
-1. applies the events to each tenant's graph — one weighted digraph per tenant, the weights of a pair's
-   relationship types summed, newest event per typed edge wins, deletes leave tombstones so arrival
-   order across partitions does not matter (:mod:`~wavegraph.processors.graph_edges`);
-2. brings PageRank up to date incrementally (:class:`~wavegraph.processors.graph_tenant.TenantGraph`);
-3. publishes ``wavegraph.nodes.v1`` events for the nodes whose score changed beyond the publish budget
+1. refuses, as dead letters, the valid events the graph cannot carry
+   (:class:`~wavegraph.processors.graph_guard.GraphGuard`: weights outside ``[1e-270, 1e270]``, node ids
+   whose NodeEvent would not fit ``kafka.max_message_bytes``);
+2. applies the rest to each tenant's graph — one weighted digraph per tenant, the weights of a pair's
+   relationship types summed, one winner per typed edge decided by ``(ts, delete > upsert, event_id)``,
+   deletes leave tombstones so arrival order across partitions does not matter
+   (:mod:`~wavegraph.processors.graph_edges`);
+3. brings PageRank up to date incrementally (:class:`~wavegraph.processors.graph_tenant.TenantGraph`);
+4. publishes ``wavegraph.nodes.v1`` events for the nodes whose score changed beyond the publish budget
    (new nodes, then the largest changes until the published scores are within ``publish_l1`` in L1,
-   at most ``max_node_events`` per tenant and batch), keyed ``tenant/node``, and awaits the broker's
-   acknowledgement (acks=all) — only then does ``flush`` return and the loop commit the offsets;
-4. starts an embedding recompute for every tenant where the edges changed (added, re-weighted or
+   at most ``max_node_events`` per tenant and flush), keyed ``tenant/node``, and awaits the broker's
+   acknowledgement (acks=all) before ``flush`` returns (:mod:`~wavegraph.processors.graph_publish`).
+   What the cap defers goes out with the next
+   flush: the job is a :class:`~wavegraph.streams.sink.CommitGate` whose ``next_deadline`` has passed
+   while events are deferred, so the loop flushes again as soon as a fetch comes back empty;
+5. starts an embedding recompute for every tenant where the edges changed (added, re-weighted or
    removed pairs, plus new nodes) since the last recompute exceed ``graph.recompute_fraction`` of its
    edges (:mod:`~wavegraph.processors.graph_recompute`).
 
-Commit rule: a committed offset covers exactly the events whose graph change is in the state and whose
-NodeEvents the broker acknowledged. The embedding stores (Neo4j ``haa``, PostgreSQL
-``node_embeddings``) are written asynchronously to commits: they are a function of the graph, which a
-restart rebuilds, so they need no offset (a restart recomputes them).
+What one record can do, and what the job does about it (no single record stops the job):
+
+- a weight ``0 < w < 1e-270`` (``α/d = inf``: the push solver spins on a NaN residual) or ``w > 1e270``
+  (a pair's ``fsum`` overflows, out-weights become inf) → **dead letter** (``weight: …``) before the
+  graph changes; the rebuild skips the event too.
+- a node id whose NodeEvent would exceed ``kafka.max_message_bytes`` (the producer would refuse it on
+  every attempt) → **dead letter** (``src: …`` / ``dst: …``) before the graph changes; the rebuild skips
+  it too.
+- the producer refusing one NodeEvent anyway (``MessageSizeTooLargeError`` from ``send``; unreachable
+  after the guard, which applies the producer's own estimate) → that node's event is **skipped**,
+  logged and counted (``node_events_refused``) instead of being retried forever; the others are sent.
+- the broker not acknowledging (down, timeouts, or a topic configured below ``kafka.max_message_bytes``
+  refusing whole batches) → **outage**: :class:`~wavegraph.errors.SinkBackpressureError`, nothing
+  committed; what was acknowledged counts as published, the next flush sends the rest.
+- an incremental PageRank update raising or giving non-finite scores (a safety net: the guard keeps the
+  weights where it cannot) → that tenant's PageRank is **solved again** by power iteration (always
+  terminates), logged and counted (``pagerank_resets``); no record is blamed.
+- equal ``ts`` for a delete and an upsert of one edge, or for two upserts → a **deterministic winner**
+  (the delete; then the larger ``event_id``; then the larger weight).
+- the embedding computation raising (in a recompute task) → logged and counted (``recompute_errors``);
+  that tenant's recompute **waits for new changes** (the same graph would fail the same way).
+- a store refusing a row (PostgreSQL ``DataError`` or a CHECK, Neo4j type or constraint errors) → that
+  row is **skipped**, logged and counted (``rows_refused``); the other rows are stored.
+- a store being down → logged and counted (``recompute_failures``); **retried** after ``retry_after_s``,
+  backing off, with the graph as it is then.
+
+A tenant reaching ``2^31 − 1`` nodes (``GraphState``'s index limit) is not guarded: memory runs out
+first. Any other exception in ``flush`` is a bug and propagates (the job stops rather than commit past
+work it did not do).
+
+Commit rule: a committed offset covers exactly the events whose graph change is in the state (or that
+were dead-lettered). NodeEvents are a projection of that state and are not covered by the commit: the
+cap may leave some deferred in memory when the offsets are committed.
 
 State on restart: rebuilt from the edge topic, from the beginning up to the group's committed offsets,
 by a separate consumer that never commits (:mod:`~wavegraph.processors.graph_bootstrap`); then the
-group continues where it committed. Run one instance: each instance holds whole tenant graphs, and
-partitions carry edges of every tenant, so a second instance in the group would split the graphs.
+group continues where it committed. **After the rebuild every node is due again** (its score counts as
+never published), so every node gets a NodeEvent with its current score, at most ``max_node_events``
+per tenant and flush. Why not hold the commit back while events are deferred
+(:class:`~wavegraph.streams.sink.CommitGate`)? It is not enough: a node published after the commit
+whose score later returns to its committed value, while that return is deferred, would keep its stale
+event forever (the restart believes the committed scores were published). Knowing what was published
+would need a durable record per NodeEvent (a table written before and after each send) or a scan of
+the nodes topic; republishing costs one event per node per restart — the same order as the rebuild's
+own pass over the edge topic — needs no extra store, never holds commits back (no unbounded replay
+under a sustained backlog) and is exact. Run one instance: each instance holds whole tenant graphs,
+and partitions carry edges of every tenant, so a second instance in the group would split the graphs.
 
 Replays are idempotent: a replayed event changes no weight, so nothing is recomputed or published for
-it; NodeEvents repeated after a crash carry the same id ``id(tenant, node, embedding_version)``.
+it. A NodeEvent's id is ``id(tenant, node, embedding_version)``, so one republished after a restart
+before a new embedding version is stored repeats the id of the node's last event (with its current
+score): the topic is a changelog keyed ``tenant/node`` where the latest value per key wins
+(``docs/events.md``), and the key keeps each node on one partition, in order.
 """
 
 from __future__ import annotations
@@ -36,21 +84,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer, TopicPartition
 
-from wavegraph.errors import SinkBackpressureError
-from wavegraph.events import EdgeEvent, NodeEvent, encode
+from wavegraph.events import EdgeEvent
 from wavegraph.processors.edges import edge_decoder, neo4j_driver
 from wavegraph.processors.graph_bootstrap import rebuild_from_topic
 from wavegraph.processors.graph_embed import EmbeddingParams
+from wavegraph.processors.graph_guard import GraphGuard
 from wavegraph.processors.graph_progress import JobProgress, NoProgress, terminal_progress
+from wavegraph.processors.graph_publish import NodePublisher, Pick
 from wavegraph.processors.graph_recompute import Recomputer
-from wavegraph.processors.graph_tenant import FloatArray, IndexArray, TenantGraph
+from wavegraph.processors.graph_tenant import TenantGraph
 from wavegraph.processors.node_store import EmbeddingStore, NodeStore, open_pool
 from wavegraph.settings import Settings
 from wavegraph.streams.processor import StreamProcessor
@@ -67,8 +115,8 @@ MAX_NODE_EVENTS = 10_000
 
 @dataclass(frozen=True)
 class GraphJobOptions:
-    """What the job does beyond ``settings.graph``; :meth:`from_settings` reads the proposed settings
-    ``graph.embedding``, ``graph.publish_l1`` and ``graph.max_node_events`` once they exist."""
+    """What the job does beyond ``settings.graph``; :meth:`from_settings` reads ``graph.embedding``,
+    ``graph.publish_l1`` and ``graph.max_node_events``."""
 
     embedding: EmbeddingParams = field(default_factory=EmbeddingParams)
     recompute_fraction: float = 0.1
@@ -89,8 +137,9 @@ class GraphJobOptions:
 
 
 class GraphJob:
-    """The graph job's sink (``write`` buffers, ``flush`` applies, publishes and acks) plus the rebuild
-    hooks and the recomputes (see the module docstring)."""
+    """The graph job's sink (``write`` buffers, ``flush`` refuses, applies, publishes and acks), its
+    commit gate (a flush is due while NodeEvents are deferred), the rebuild hooks and the recomputes
+    (see the module docstring)."""
 
     def __init__(
         self,
@@ -105,6 +154,7 @@ class GraphJob:
         self.producer = producer
         self.options = options or GraphJobOptions.from_settings(settings)
         self.topic = settings.kafka.topics.nodes
+        self.guard = GraphGuard(settings.kafka.max_message_bytes)
         self.graphs: dict[str, TenantGraph] = {}
         self.recomputer = Recomputer(
             store,
@@ -113,13 +163,25 @@ class GraphJob:
             progress=progress or NoProgress(),
             retry_after_s=self.options.retry_after_s,
         )
-        self.node_events = 0
+        self.publisher = NodePublisher(producer, self.topic, settings.runtime.default_retry_after_s)
+        self.rebuild_refused = 0
         self._buffer: list[Item[EdgeEvent]] = []
         self._unpublished: set[str] = set()  # tenants with score changes left over by the cap or a failure
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"node_events": self.node_events, **self.recomputer.stats}
+        return {
+            "node_events": self.publisher.sent,
+            "node_events_refused": self.publisher.refused,
+            "rebuild_refused": self.rebuild_refused,
+            "pagerank_resets": sum(g.pagerank_resets for g in self.graphs.values()),
+            **self.recomputer.stats,
+        }
+
+    @property
+    def deferred(self) -> bool:
+        """Whether some tenant may still have NodeEvents due (the cap or a failed send left them)."""
+        return bool(self._unpublished)
 
     async def start(self) -> None:
         """Read the newest stored embedding versions (call before anything else)."""
@@ -138,16 +200,22 @@ class GraphJob:
 
     # -- rebuild at start -----------------------------------------------------------------------------
     def rebuild_apply(self, events: list[EdgeEvent]) -> None:
-        """Apply already-committed events to the graphs (no PageRank, nothing published)."""
-        for tenant, evs in _by_tenant(events).items():
+        """Apply already-committed events to the graphs (no PageRank, nothing published), skipping those
+        the guard refuses (they were dead-lettered when first consumed)."""
+        accepted = [ev for ev in events if self.guard.refusal(ev) is None]
+        self.rebuild_refused += len(events) - len(accepted)
+        for tenant, evs in _by_tenant(accepted).items():
             self.graph(tenant).apply(evs)
 
     async def finish_rebuild(self) -> None:
-        """Solve PageRank on the rebuilt graphs (in a thread: it is a full solve), count their scores as
-        published, mark them stale so their embeddings are recomputed, and start those recomputes."""
+        """Solve PageRank on the rebuilt graphs (in a thread: it is a full solve), make every node due
+        for a NodeEvent (see "State on restart"), mark the graphs stale so their embeddings are
+        recomputed, and start those recomputes."""
         for g in self.graphs.values():
-            await asyncio.to_thread(g.start_pagerank, published=True)
+            await asyncio.to_thread(g.start_pagerank, published=False)
             g.stale = g.state.num_nodes > 0
+            if g.state.num_nodes:
+                self._unpublished.add(g.tenant)
             log.info("graph: rebuilt %s: %d nodes, %d edges", g.tenant, g.state.num_nodes, g.state.num_edges)
         self.recomputer.schedule(self.graphs)
 
@@ -156,12 +224,22 @@ class GraphJob:
         self._buffer.extend(batch)
 
     async def flush(self) -> list[Rejection[EdgeEvent]]:
-        """Apply the buffered events, update PageRank, publish the due NodeEvents and await their acks.
+        """Refuse what the graph cannot carry, apply the rest, update PageRank, publish the due
+        NodeEvents and await their acks; return the refused items (dead letters).
 
-        Raises :class:`SinkBackpressureError` when the broker refuses them; the loop then redelivers the
-        batch, which changes nothing in the graph, and the next flush sends what is still due."""
+        Raises :class:`~wavegraph.errors.SinkBackpressureError` when the broker does not acknowledge;
+        the loop then redelivers the batch, which changes nothing in the graph (and is refused again
+        where it was), and the next flush sends what is still due."""
         items, self._buffer = self._buffer, []
-        for tenant, events in _by_tenant(it.value for it in items).items():
+        rejected: list[Rejection[EdgeEvent]] = []
+        accepted: list[EdgeEvent] = []
+        for it in items:
+            reason = self.guard.refusal(it.value)
+            if reason is None:
+                accepted.append(it.value)
+            else:
+                rejected.append(Rejection(item=it, reason=reason, code="sink_refused"))
+        for tenant, events in _by_tenant(accepted).items():
             g = self.graph(tenant)
             change = g.apply(events)
             if change is not None:
@@ -169,42 +247,34 @@ class GraphJob:
                 self._unpublished.add(tenant)
         await self._publish()
         self.recomputer.schedule(self.graphs)
-        return []
+        return rejected
 
+    # -- the commit gate: nothing is held back, but deferred NodeEvents make a flush due ------------------
+    def committable(self, tp: TopicPartition, offset: int) -> int:
+        """Every processed offset may be committed (see "State on restart")."""
+        return offset
+
+    def next_deadline(self) -> float | None:
+        """A deadline already passed (``0.0``) while NodeEvents are deferred, so the loop flushes as soon
+        as a fetch comes back empty; ``None`` otherwise."""
+        return 0.0 if self._unpublished else None
+
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Nothing is held per partition (the graphs are whole tenants, see "Run one instance")."""
+
+    # -- publishing -----------------------------------------------------------------------------------
     async def _publish(self) -> None:
-        picks: list[tuple[TenantGraph, IndexArray, FloatArray]] = []
+        picks: list[Pick] = []
         for tenant in sorted(self._unpublished):
             g = self.graphs[tenant]
             nodes, values = g.due_events(self.options.publish_l1, self.options.max_node_events)
             if nodes.size:
                 picks.append((g, nodes, values))
-        futures: list[asyncio.Future[object]] = []
-        try:
-            for g, nodes, values in picks:
-                ids = g.state.node_ids
-                for i, score in zip(nodes.tolist(), values.tolist(), strict=True):
-                    event = NodeEvent(
-                        tenant=g.tenant, node=ids[i], pagerank=score, embedding_version=g.version
-                    )
-                    key = f"{g.tenant}/{ids[i]}".encode()
-                    futures.append(await self.producer.send(self.topic, value=encode(event), key=key))
-            results = await asyncio.gather(*futures, return_exceptions=True)
-        except KafkaError as exc:
-            await asyncio.gather(*futures, return_exceptions=True)
-            raise self._backpressure(exc) from exc
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            raise self._backpressure(failed[0])
+        await self.publisher.publish(picks)  # on failure the tenants stay unpublished: all retried
         self._unpublished.clear()
-        for g, nodes, values in picks:
-            g.mark_published(nodes, values)
-            self.node_events += int(nodes.size)
+        for g, nodes, _ in picks:
             if nodes.size >= self.options.max_node_events:
-                self._unpublished.add(g.tenant)  # capped: the rest goes with the next batch
-
-    def _backpressure(self, exc: BaseException) -> SinkBackpressureError:
-        retry = self.settings.runtime.default_retry_after_s
-        return SinkBackpressureError(retry, f"{self.topic} refused node events: {exc!r}")
+                self._unpublished.add(g.tenant)  # capped: the rest goes with the next flush
 
     async def aclose(self) -> None:
         """Let running recomputes finish within ``runtime.shutdown_timeout_s``, then cancel them."""

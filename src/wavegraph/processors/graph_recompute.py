@@ -7,9 +7,25 @@ and HAA in a worker thread (``asyncio.to_thread``: the consumer loop keeps runni
 the next recompute, which the same task starts when it is due.
 
 Versions: each recompute takes the next version of its tenant (the newest stored one at start + 1,
-then + 1 per recompute); NodeEvents carry a tenant's latest *stored* version. A failed recompute
-(e.g. a database down) gives its changes back to the counter and is retried by its task every
-``retry_after_s`` seconds (with the graph as it is then) until it succeeds or the job shuts down.
+then + 1 per recompute); NodeEvents carry a tenant's latest *stored* version.
+
+Failures never end the job, and never stop the other tenants' recomputes:
+
+- the computation raises (``compute_embeddings`` on this graph) → logged as an error and counted
+  (``recompute_errors``); the changes are *not* given back, so the same graph is not computed again:
+  the tenant's next recompute starts when new changes make it due;
+- the store cannot be written (a database down, a missing table; see
+  :class:`~wavegraph.processors.node_store.EmbeddingStore`) → logged and counted
+  (``recompute_failures``); the changes are given back and the task retries after ``retry_after_s``,
+  doubling per consecutive failure up to ``MAX_BACKOFF`` × ``retry_after_s`` (with the graph as it is
+  then), until it succeeds or the job shuts down;
+- the store refuses single rows → they are skipped and counted (``rows_refused``); the recompute
+  counts as stored;
+- anything else in the task (a bug) → logged with its traceback and counted (``recompute_errors``);
+  the task ends and the next flush starts a new one if the tenant is still due.
+
+Scores are stored clamped to ``[0, ∞)`` and finite (the ``pagerank >= 0`` CHECK of ``node_embeddings``;
+an incremental solve may leave a score at ``-1e-18``).
 
 Shutdown (:meth:`Recomputer.aclose`): no new recompute starts; the running ones get ``grace_s``
 seconds to finish, then they are cancelled and awaited, each with its worker thread (which stops at
@@ -30,14 +46,21 @@ from collections.abc import Callable
 import numpy as np
 
 from wavegraph.processors.graph.state import CSRGraph
-from wavegraph.processors.graph_embed import EmbeddingParams, NodeEmbeddings, compute_embeddings
+from wavegraph.processors.graph_embed import (
+    EmbeddingParams,
+    NodeEmbeddings,
+    RecomputeCancelled,
+    compute_embeddings,
+)
 from wavegraph.processors.graph_progress import JobProgress, NoProgress
 from wavegraph.processors.graph_tenant import TenantGraph
 from wavegraph.processors.node_store import EmbeddingStore, NodeRows
 
-__all__ = ["Recomputer"]
+__all__ = ["MAX_BACKOFF", "Recomputer"]
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60  # the longest wait between store retries, in units of ``retry_after_s``
 
 
 class Recomputer:
@@ -58,7 +81,13 @@ class Recomputer:
         self.progress = progress or NoProgress()
         self.retry_after_s = retry_after_s
         self.versions: dict[str, int] = {}  # the latest version allocated per tenant
-        self.stats = {"recomputes": 0, "recompute_failures": 0, "recomputes_cancelled": 0}
+        self.stats = {
+            "recomputes": 0,
+            "recompute_failures": 0,
+            "recompute_errors": 0,
+            "recomputes_cancelled": 0,
+            "rows_refused": 0,
+        }
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancel = threading.Event()
         self._closing = False
@@ -90,18 +119,30 @@ class Recomputer:
             del self._tasks[tenant]
 
     async def _loop(self, graph: TenantGraph) -> None:
-        while not self._closing and graph.recompute_due(self.fraction):
-            if not await self._recompute(graph):
+        failures = 0
+        try:
+            while not self._closing and graph.recompute_due(self.fraction):
+                if await self._recompute(graph):
+                    failures = 0
+                    continue
+                failures += 1
+                wait = self.retry_after_s * min(2 ** (failures - 1), MAX_BACKOFF)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), self.retry_after_s)
+                    await asyncio.wait_for(self._closed.wait(), wait)
+        except Exception:
+            log.exception("graph: the recompute task of %s failed", graph.tenant)
+            self.stats["recompute_errors"] += 1
 
     async def _recompute(self, graph: TenantGraph) -> bool:
+        """One recompute of ``graph``; ``False`` when the store could not be written or the recompute
+        was cancelled (the loop waits, then retries unless the job is closing)."""
         snapshot = graph.state.snapshot()
         n = snapshot.num_nodes
         node_ids = list(graph.state.node_ids[:n])
         scores = np.zeros(n)
         current = graph.scores()[:n]
         scores[: current.shape[0]] = current
+        scores = np.where(np.isfinite(scores), np.maximum(scores, 0.0), 0.0)
         taken, stale = graph.changed_edges, graph.stale
         graph.changed_edges, graph.stale = 0, False
         version = self.versions.get(graph.tenant, 0) + 1
@@ -110,23 +151,36 @@ class Recomputer:
         task = self.progress.task(label, total=2 * n)
         started = time.perf_counter()
         try:
-            embeddings = await self._in_thread(
-                snapshot, node_ids, lambda stage: task.describe(f"{label}: {stage}")
-            )
+            try:
+                embeddings = await self._in_thread(
+                    snapshot, node_ids, lambda stage: task.describe(f"{label}: {stage}")
+                )
+            except RecomputeCancelled:  # shutdown: the loop ends (recomputed after the restart)
+                self._give_back(graph, taken, stale)
+                return False
+            except Exception as exc:
+                log.error(
+                    "graph: embeddings v%d of %s could not be computed (%r); skipped until the graph changes",
+                    version,
+                    graph.tenant,
+                    exc,
+                    exc_info=True,
+                )
+                self.stats["recompute_errors"] += 1
+                return True
             task.describe(f"{label}: storing")
             rows = NodeRows(graph.tenant, version, node_ids, scores, embeddings.points, embeddings.haa)
-            await self.store.write(rows, task.advance)
+            refused = await self.store.write(rows, task.advance)
         except asyncio.CancelledError:
             self._give_back(graph, taken, stale)
             self.stats["recomputes_cancelled"] += 1
             raise
         except Exception as exc:
             log.warning(
-                "graph: recompute v%d of %s failed (%r); retrying in %.0fs",
+                "graph: storing v%d of %s failed (%r); retrying later",
                 version,
                 graph.tenant,
                 exc,
-                self.retry_after_s,
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             self._give_back(graph, taken, stale)
@@ -136,11 +190,13 @@ class Recomputer:
             task.close()
         graph.version = max(graph.version, version)
         self.stats["recomputes"] += 1
+        self.stats["rows_refused"] += refused
         log.info(
-            "graph: %s embeddings v%d stored (%d nodes, %.2fs)",
+            "graph: %s embeddings v%d stored (%d nodes, %d refused, %.2fs)",
             graph.tenant,
             version,
             n,
+            refused,
             time.perf_counter() - started,
         )
         return True

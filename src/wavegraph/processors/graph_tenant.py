@@ -11,21 +11,30 @@ Which nodes get a ``wavegraph.nodes.v1`` event after a batch (:meth:`TenantGraph
 
 A node's published value only changes in :meth:`mark_published`, after the broker acknowledged its
 event; a failed send is therefore retried by the next attempt without any extra bookkeeping.
+
+PageRank never stops the job: when an incremental update raises or yields a non-finite score (neither
+happens for the weights :class:`~wavegraph.processors.graph_guard.GraphGuard` admits; it is the safety
+net), the tenant's PageRank is solved again from scratch by power iteration, which always terminates,
+and :attr:`TenantGraph.pagerank_resets` counts it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
 
+from wavegraph.errors import WavegraphError
 from wavegraph.events import EdgeEvent
 from wavegraph.processors.graph.pagerank import IncrementalPageRank
 from wavegraph.processors.graph.state import GraphChange, GraphState
 from wavegraph.processors.graph_edges import EdgeTable
 
 __all__ = ["TenantGraph"]
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
@@ -43,6 +52,7 @@ class TenantGraph:
         self.version = version  # the latest embedding version stored for this tenant
         self.changed_edges = 0  # pairs added/re-weighted/removed + nodes added since the last recompute
         self.stale = False  # recompute whatever changed (set after a rebuild: the stored version is older)
+        self.pagerank_resets = 0  # incremental updates replaced by a full solve (see the module docstring)
         self._pagerank: IncrementalPageRank | None = None
         self._published: FloatArray = np.empty(0)  # NaN: never published
 
@@ -67,23 +77,32 @@ class TenantGraph:
         )
 
     def update_pagerank(self, change: GraphChange) -> None:
-        """Bring PageRank to the current graph after :meth:`apply` returned ``change``."""
+        """Bring PageRank to the current graph after :meth:`apply` returned ``change`` (falls back to a
+        full solve, see the module docstring)."""
         snapshot = self.state.snapshot()
         if self._pagerank is None:
             if snapshot.num_nodes:
                 self._pagerank = IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol)
             return
-        self._pagerank.update(snapshot, change.changed_sources)
+        try:
+            self._pagerank.update(snapshot, change.changed_sources)
+            problem = None if np.isfinite(self._pagerank.scores()).all() else "non-finite scores"
+        except (ArithmeticError, ValueError, WavegraphError) as exc:
+            problem = repr(exc)
+        if problem is not None:
+            log.error("graph: %s: incremental PageRank failed (%s); solving it again", self.tenant, problem)
+            self.pagerank_resets += 1
+            self._pagerank = IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol)
 
     def start_pagerank(self, *, published: bool) -> None:
-        """Solve PageRank for the whole current graph (after a rebuild); with ``published``, the scores
-        count as already published (they were, before the offsets that the rebuild read up to)."""
+        """Solve PageRank for the whole current graph (after a rebuild). With ``published`` the scores
+        count as already published; without it every node is due again (what the graph job does after
+        a restart: it cannot know what it published before)."""
         snapshot = self.state.snapshot()
         self._pagerank = (
             IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol) if snapshot.num_nodes else None
         )
-        if published:
-            self._published = self.scores().copy()
+        self._published = self.scores().copy() if published else np.empty(0)
 
     def scores(self) -> FloatArray:
         """PageRank by node index (sums to 1; empty before the first node)."""
@@ -114,6 +133,7 @@ class TenantGraph:
         return chosen, np.maximum(x[chosen], 0.0)
 
     def mark_published(self, nodes: IndexArray, values: FloatArray) -> None:
+        """Record that the broker acknowledged ``values`` for ``nodes`` (indices from :meth:`due_events`)."""
         self._published[nodes] = values
 
     # -- embeddings ---------------------------------------------------------------------------------

@@ -22,20 +22,26 @@ where ``|r|`` is the decoded length of chunk ``r`` and ``|W|`` the window's leng
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wavegraph.processors.asr.windows import Window
+from wavegraph.streams.sink import Item
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkRef:
-    """The record a chunk came from and its decoded length; the assembler hands it back in windows."""
+    """The record a chunk came from and its decoded length; the assembler hands it back in windows.
+
+    ``item`` is the record itself (value, raw bytes, headers), kept so that a window that cannot be
+    transcribed or stored can dead-letter the records it holds; it takes no part in equality.
+    """
 
     partition: int
     offset: int
     seq: int
     samples: int
+    item: Item[Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +75,16 @@ class StreamPosition:
 
 
 def window_refs(window: Window) -> list[ChunkRef]:
+    """The chunks whose audio ``window`` completes."""
     return [r for r in window.refs if isinstance(r, ChunkRef)]
+
+
+def window_records(window: Window) -> list[ChunkRef]:
+    """Every chunk with audio in ``window``: those it completes and the one it cuts (``split_ref``)."""
+    refs = window_refs(window)
+    if isinstance(window.split_ref, ChunkRef) and window.split_ref not in refs:
+        refs.append(window.split_ref)
+    return refs
 
 
 def advance(position: StreamPosition, window: Window, *, counted: bool) -> StreamPosition:

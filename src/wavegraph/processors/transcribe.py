@@ -10,6 +10,13 @@ before them is transcribed, published and stored (the sink is a
 :class:`~wavegraph.streams.sink.CommitGate`); a restart replays the open windows and resumes each
 stream where its last stored window ended.
 
+Memory is bounded per processor: at most ``asr.max_open_streams`` open streams and ``asr.max_buffered_s``
+seconds of buffered audio, and a stream without new audio for ``asr.stream_expiry_s`` is freed (rules in
+:mod:`~wavegraph.processors.asr.windows`). A chunk or window that cannot be processed (over a cap, a
+window whisper cannot transcribe, a text PostgreSQL refuses) is dead-lettered with its reason and the
+stream goes on; an outage of PostgreSQL or Kafka is backpressure (the table of which is which is in
+:mod:`~wavegraph.processors.audio_sink`).
+
 Clients live in one ``AsyncExitStack`` and close in reverse order: the processor's consumer and
 dead-letter producer, the transcript producer, the Whisper worker threads, the PostgreSQL pool.
 """
@@ -79,4 +86,12 @@ async def run_audio(
             transcriber.batch_size,
         )
         await proc.run(stop)
-        return {**proc.stats, **sink.stats}
+        memory = sink.assembler.stats
+        return {
+            **proc.stats,
+            **sink.stats,
+            "streams_expired": memory.expired,
+            "streams_evicted": memory.evicted,
+            "chunks_refused": memory.refused,
+            "pressure_flushes": memory.pressure,
+        }

@@ -6,12 +6,27 @@ store, one row per window with ``kind = 'transcript'`` and ``id`` = the transcri
 ``metadata`` holds the stream, window, time range and the stream's position after the window, see
 :mod:`wavegraph.processors.stream_cursor`). Upserts use ``ON CONFLICT`` on each key, and a window's
 segments are replaced as a whole, so writing the same window twice leaves one copy.
+
+Writing is staged: :meth:`TranscriptStore.transaction` opens a transaction in which
+:meth:`StagedWrite.write` upserts windows and reports, per window, whether PostgreSQL refused it for its
+content; nothing is visible to others until :meth:`StagedWrite.commit`, and leaving the block without it
+rolls everything back. The transcription sink publishes between the two, so a window PostgreSQL refuses
+is never published, and a window whose partition was revoked meanwhile is never committed.
+
+What PostgreSQL refuses for a window's *content* (a data error: SQLSTATE class 22 ``DataError``, e.g. a
+NUL character in a text, a NaN or wrong-sized vector, a surrogate asyncpg cannot encode; class 23
+``IntegrityConstraintViolationError``; class 54 ``ProgramLimitExceededError``) is isolated: the batch is
+retried window by window, each under its own savepoint, and only the windows that fail again are
+refused. Everything else (``OUTAGES``: connection errors, ``InterfaceError``, timeouts, ``OSError``, and
+every other PostgreSQL error, such as a missing table or an admin shutdown, which no single window
+causes) propagates.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,6 +34,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import orjson
+from asyncpg.transaction import Transaction
 from pgvector.asyncpg import register_vector
 
 from wavegraph.errors import MissingPrerequisite
@@ -30,6 +46,21 @@ log = logging.getLogger(__name__)
 
 KIND = "transcript"
 TABLES = ("transcripts", "transcript_segments", "embeddings")
+
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,
+)
+"""PostgreSQL refused a row for its content: retrying it cannot help."""
+OUTAGES: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+"""PostgreSQL cannot take any row now (checked after :data:`DATA_ERRORS`, which are PostgresErrors too)."""
 
 _UPSERT_TRANSCRIPT = """
 INSERT INTO transcripts (tenant, stream_id, window_index, start_s, end_s, text, model, device,
@@ -134,42 +165,107 @@ class TranscriptStore:
             found[key] = _position(row["window_index"], row["metadata"], key)
         return found
 
-    async def save(self, windows: Sequence[StoredWindow]) -> None:
-        """Upsert ``windows`` (in order) with their segments and embeddings, in one transaction."""
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[StagedWrite]:
+        """A transaction to stage windows in; rolled back unless :meth:`StagedWrite.commit` was called."""
+        async with self._pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            staged = StagedWrite(conn, tx)
+            try:
+                yield staged
+            finally:
+                if not staged.committed:
+                    try:
+                        await tx.rollback()
+                    except OUTAGES as exc:  # the connection is gone: nothing was committed anyway
+                        log.debug("rollback failed: %r", exc)
+
+    async def save(self, windows: Sequence[StoredWindow]) -> list[str | None]:
+        """Upsert ``windows`` in one transaction; per window None, or why PostgreSQL refused it."""
+        async with self.transaction() as tx:
+            refused = await tx.write(windows)
+            await tx.commit()
+        return refused
+
+
+class StagedWrite:
+    """Windows written inside one open transaction (see :meth:`TranscriptStore.transaction`)."""
+
+    def __init__(self, conn: asyncpg.Connection, tx: Transaction) -> None:
+        self._conn = conn
+        self._tx = tx
+        self.committed = False
+
+    async def write(self, windows: Sequence[StoredWindow]) -> list[str | None]:
+        """Upsert ``windows`` (in order); per window None, or the reason PostgreSQL refused its content.
+
+        The batch is tried at once; on a data error every window is tried alone under a savepoint, so
+        one bad window never blocks the others. Outages propagate (see the module docstring).
+        """
         if not windows:
-            return
-        transcripts: list[tuple[Any, ...]] = []
-        keys: list[tuple[Any, ...]] = []
-        segments: list[tuple[Any, ...]] = []
-        embeddings: list[tuple[Any, ...]] = []
-        for w in windows:
-            e = w.event
-            transcripts.append(
-                (
-                    e.tenant,
-                    e.stream_id,
-                    e.window,
-                    e.start_s,
-                    e.end_s,
-                    e.text,
-                    e.model,
-                    e.device,
-                    e.processing_ms,
-                    e.xrt,
-                    e.event_id,
-                )
+            return []
+        try:
+            async with self._conn.transaction():  # a savepoint: a refusal leaves the outer one usable
+                await _upsert(self._conn, windows)
+            return [None] * len(windows)
+        except DATA_ERRORS as exc:
+            if len(windows) == 1:
+                return [_describe(exc)]
+        out: list[str | None] = []
+        for window in windows:
+            try:
+                async with self._conn.transaction():
+                    await _upsert(self._conn, [window])
+                out.append(None)
+            except DATA_ERRORS as exc:
+                out.append(_describe(exc))
+        return out
+
+    async def commit(self) -> None:
+        """Make what was written visible; after this the block no longer rolls back."""
+        await self._tx.commit()
+        self.committed = True
+
+
+async def _upsert(conn: asyncpg.Connection, windows: Sequence[StoredWindow]) -> None:
+    transcripts: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    segments: list[tuple[Any, ...]] = []
+    embeddings: list[tuple[Any, ...]] = []
+    for w in windows:
+        e = w.event
+        transcripts.append(
+            (
+                e.tenant,
+                e.stream_id,
+                e.window,
+                e.start_s,
+                e.end_s,
+                e.text,
+                e.model,
+                e.device,
+                e.processing_ms,
+                e.xrt,
+                e.event_id,
             )
-            keys.append((e.tenant, e.stream_id, e.window))
-            for i, (seg, vec) in enumerate(zip(e.segments, w.segment_embeddings, strict=True)):
-                end = max(seg.end_s, seg.start_s)
-                segments.append((e.tenant, e.stream_id, e.window, i, seg.start_s, end, seg.text, vec))
-            embeddings.append((e.tenant, e.event_id, w.embedding, e.text, w.metadata().decode()))
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(_UPSERT_TRANSCRIPT, transcripts)
-            await conn.executemany(_DELETE_SEGMENTS, keys)
-            if segments:
-                await conn.executemany(_INSERT_SEGMENT, segments)
-            await conn.executemany(_UPSERT_EMBEDDING, embeddings)
+        )
+        keys.append((e.tenant, e.stream_id, e.window))
+        for i, (seg, vec) in enumerate(zip(e.segments, w.segment_embeddings, strict=True)):
+            end = max(seg.end_s, seg.start_s)
+            segments.append((e.tenant, e.stream_id, e.window, i, seg.start_s, end, seg.text, vec))
+        embeddings.append((e.tenant, e.event_id, w.embedding, e.text, w.metadata().decode()))
+    await conn.executemany(_UPSERT_TRANSCRIPT, transcripts)
+    await conn.executemany(_DELETE_SEGMENTS, keys)
+    if segments:
+        await conn.executemany(_INSERT_SEGMENT, segments)
+    await conn.executemany(_UPSERT_EMBEDDING, embeddings)
+
+
+def _describe(exc: Exception) -> str:
+    """``ClassName: first line of the message`` (asyncpg messages may span lines with DETAIL)."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0] if message else ''}"[:300]
 
 
 async def check_schema(conn: asyncpg.Connection) -> None:

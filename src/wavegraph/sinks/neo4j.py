@@ -24,7 +24,8 @@ Every failure is one of three kinds, decided by :func:`classify` (and only the f
   processor with one sentence instead of looping on the same batch.
 
 Order does not depend on arrival: among the events of one edge the one with the greatest
-:attr:`EdgeEvent.precedence` wins (newer ``ts``; at equal ``ts`` a delete; then the larger event id),
+:attr:`EdgeEvent.precedence` wins (newer ``ts``; at equal ``ts`` a delete; then the larger event id, then
+the larger weight),
 both within a chunk and against what is stored. A delete keeps a tombstone ``(:EdgeTombstone {tenant,
 key, ts})``, so an older upsert arriving later (another partition, a replay) does not bring the edge
 back. When the winning event of an edge in a chunk is refused, the next one of that edge is written in
@@ -80,7 +81,8 @@ WITH r, t WHERE t IS NULL OR r.ts > t.ts
 MERGE (a:Node {{tenant: r.tenant, id: r.src}})
 MERGE (b:Node {{tenant: r.tenant, id: r.dst}})
 MERGE (a)-[e:`{rel}`]->(b)
-WITH e, r WHERE e.ts IS NULL OR r.ts > e.ts OR (r.ts = e.ts AND r.event_id >= e.event_id)
+WITH e, r WHERE e.ts IS NULL OR r.ts > e.ts OR (r.ts = e.ts AND (r.event_id > e.event_id
+    OR (r.event_id = e.event_id AND r.weight >= e.weight)))
 SET e += r.props, e.weight = r.weight, e.ts = r.ts, e.event_id = r.event_id, e.tenant = r.tenant
 """
 

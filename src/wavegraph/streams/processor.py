@@ -97,6 +97,8 @@ class _RevokeListener(ConsumerRebalanceListener):
             await asyncio.wait_for(
                 self._processor.wait_commit(), self._processor.settings.runtime.commit_deadline_s
             )
+        except TimeoutError:
+            log.warning("revocation of %s: the last commit did not finish within the deadline", revoked)
         finally:
             self._processor.forget(revoked)
             lock.release()
@@ -260,8 +262,9 @@ class StreamProcessor(Generic[T]):
         return offsets
 
     def _timer_due(self) -> bool:
-        now = time.monotonic()
-        return any((d := gate.next_deadline()) is not None and d <= now for gate in self._gates)
+        deadlines = [d for gate in self._gates if (d := gate.next_deadline()) is not None]
+        now = time.monotonic()  # read after the gates: "due now" (their own monotonic()) fires
+        return any(d <= now for d in deadlines)
 
     def forget(self, partitions: list[TopicPartition]) -> None:
         """Drop the positions, commits and gated sink state of revoked ``partitions``."""

@@ -24,6 +24,6 @@ def make_producer(
         enable_idempotence=True,
         linger_ms=linger_ms,
         max_request_size=kafka.max_message_bytes,
-        max_batch_size=1024 * 1024,
+        max_batch_size=min(1024 * 1024, kafka.max_message_bytes),
         request_timeout_ms=request_timeout_ms,
     )

@@ -72,5 +72,9 @@ class CommitGate(Protocol):
         ...
 
     def revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        """Forget what is held for ``partitions`` (their new owner replays it from the last commit)."""
+        """Forget what is held for ``partitions`` (their new owner replays it from the last commit).
+
+        May be called while :meth:`Sink.flush` is running (a batch that outlived the commit deadline of
+        a rebalance): afterwards the sink must publish and store nothing more for those partitions,
+        including work the running flush already did but has not yet made visible."""
         ...

@@ -139,12 +139,14 @@ def pcm_bytes(samples: np.ndarray) -> bytes:
     return np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
 
 
-async def send(settings: Settings, records: Sequence[Record]) -> None:
+async def send(settings: Settings, records: Sequence[Record], *, partition: int | None = None) -> None:
+    """Send ``records`` to the audio topic (to ``partition``, else by key), acknowledged by the broker."""
     producer = make_producer(settings.kafka)
     await producer.start()
     try:
+        topic = settings.kafka.topics.audio
         futures = [
-            await producer.send(settings.kafka.topics.audio, value=r.value, key=r.key, headers=r.headers)
+            await producer.send(topic, value=r.value, key=r.key, headers=r.headers, partition=partition)
             for r in records
         ]
         await asyncio.gather(*futures)
@@ -222,25 +224,57 @@ async def final_streams(settings: Settings, streams: Sequence[str]) -> set[str]:
 # --- running the processor ------------------------------------------------------------------------
 
 
+class Processor:
+    """``wavegraph run audio`` as a background task: ``async with Processor(...) as proc``.
+
+    ``await proc.wait(done)`` polls ``done()`` until it is true (the processor must keep running
+    meanwhile); leaving the block stops it and keeps its counters in ``proc.stats``.
+    """
+
+    def __init__(self, settings: Settings, *, embedder: Embedder, transcriber: Any = None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.transcriber = transcriber
+        self.stop = asyncio.Event()
+        self.stats: dict[str, int] = {}
+        self._task: asyncio.Task[dict[str, int]] | None = None
+
+    async def __aenter__(self) -> Processor:
+        self._task = asyncio.create_task(
+            run_audio(self.settings, self.stop, embedder=self.embedder, transcriber=self.transcriber)
+        )
+        return self
+
+    async def wait(self, done: Callable[[], Awaitable[bool]], timeout: float = 90.0) -> None:
+        assert self._task is not None
+        deadline = time.monotonic() + timeout
+        while not await done():
+            if self._task.done():
+                self._task.result()
+                raise AssertionError("the processor stopped on its own")
+            assert time.monotonic() < deadline, "timed out waiting for the processor"
+            await asyncio.sleep(0.25)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the processor (it leaves its consumer group) and keep its counters; safe twice."""
+        assert self._task is not None
+        self.stop.set()
+        self.stats = await self._task
+
+
 async def run_until(
     settings: Settings,
     done: Callable[[], Awaitable[bool]],
     *,
     embedder: Embedder,
     timeout: float = 90.0,
+    transcriber: Any = None,
 ) -> dict[str, int]:
     """Run ``wavegraph run audio`` until ``done()``; stop it and return its counters."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_audio(settings, stop, embedder=embedder))
-    deadline = time.monotonic() + timeout
-    try:
-        while not await done():
-            if task.done():
-                task.result()
-                raise AssertionError("the processor stopped on its own")
-            assert time.monotonic() < deadline, "timed out waiting for the processor"
-            await asyncio.sleep(0.25)
-    finally:
-        stop.set()
-        stats = await task
-    return stats
+    proc = Processor(settings, embedder=embedder, transcriber=transcriber)
+    async with proc:
+        await proc.wait(done, timeout)
+    return proc.stats

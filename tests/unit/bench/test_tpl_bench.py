@@ -1,4 +1,4 @@
-"""``wavegraph bench tpl``: the report's shape, and the CI gate "fail if the speedup is below 2×"."""
+"""``wavegraph bench tpl``: the report's shape, and the rule of the CI gate "fail below 2×"."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import orjson
 import pytest
 from rich.console import Console
 
-from wavegraph.bench.tpl import make_batch, run_tpl_bench, synthetic_graph
+from wavegraph.bench.tpl import make_batch, run_tpl_bench, slow_cases, synthetic_graph
 from wavegraph.processors.graph.state import GraphState
 
 MIN_SPEEDUP = 2.0  # backlog: "fail CI if ratio < 2×", for every ΔE ≤ 20 %
@@ -48,19 +48,18 @@ def test_incremental_equals_full_recompute(quick_report: dict[str, Any]) -> None
         assert row["l1_error"] <= REQUIRED_L1, row
 
 
-def test_speedup_gate(quick_report: dict[str, Any], tmp_path: Path) -> None:
-    """Fails when the incremental update is less than 2× faster than the full recompute at ΔE ≤ 20 %.
+def test_the_gate_reports_the_cases_below_the_minimum_over_the_best_of_runs() -> None:
+    """The CI gate (``wavegraph bench tpl --quick --gate 2``, a make test step) decides from these; the
+    speed itself is measured by that step, not by a timed unit test."""
 
-    Each time is already the best of several repeats; on a loaded machine one more run of the bench is
-    allowed before failing (a case passes if either run reaches 2×)."""
-    best = {row["delta_pct"]: row["speedup"] for row in quick_report["rows"] if row["delta_pct"] <= 20}
-    if min(best.values()) < MIN_SPEEDUP:
-        again = run_tpl_bench(quick=True, out=tmp_path / "tpl.json", console=quiet())
-        for row in again["rows"]:
-            if row["delta_pct"] in best:
-                best[row["delta_pct"]] = max(best[row["delta_pct"]], row["speedup"])
-    slow = {pct: round(s, 2) for pct, s in best.items() if s < MIN_SPEEDUP}
-    assert not slow, f"incremental PageRank speedup below {MIN_SPEEDUP}x at ΔE % = {slow}"
+    def report(*speedups: float) -> dict[str, Any]:
+        return {
+            "rows": [{"delta_pct": p, "speedup": s} for p, s in zip((1, 10, 20, 50), speedups, strict=False)]
+        }
+
+    assert slow_cases([report(3.0, 2.5, 2.1, 1.0)], MIN_SPEEDUP) == {}  # 50 % is not gated
+    assert slow_cases([report(3.0, 1.5, 2.1)], MIN_SPEEDUP) == {10: 1.5}
+    assert slow_cases([report(3.0, 1.5, 2.1), report(1.0, 2.2, 1.9)], MIN_SPEEDUP) == {}
 
 
 def test_bench_on_a_user_edge_file(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""TenantGraph: PageRank kept current per batch, which nodes get events, when to recompute."""
+"""TenantGraph: PageRank kept current per batch (a full solve when an update fails), which nodes get
+events, when to recompute."""
 
 from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import pytest
 
+from wavegraph.errors import WavegraphError
 from wavegraph.events import EdgeEvent
+from wavegraph.processors.graph.pagerank import IncrementalPageRank
 from wavegraph.processors.graph_tenant import TenantGraph
 
 
@@ -103,3 +107,28 @@ def test_recompute_is_due_when_more_than_the_fraction_changed() -> None:
     g.changed_edges = 0
     g.stale = True
     assert g.recompute_due(0.1)
+
+
+def test_a_graph_rebuilt_without_published_scores_makes_every_node_due() -> None:
+    g = TenantGraph("acme", damping=0.85, tol=1e-12)
+    g.apply(karate_events()[0])
+    g.start_pagerank(published=False)
+    nodes, values = g.due_events(1e-7, cap=100)
+    assert sorted(nodes.tolist()) == list(range(34))
+    np.testing.assert_allclose(values, g.scores()[nodes])
+
+
+def test_a_failing_incremental_update_falls_back_to_a_full_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mocked fault: the guard keeps the weights where the push solver cannot fail, so the update is made
+    to raise on purpose."""
+    g = TenantGraph("acme", damping=0.85, tol=1e-12)
+    events, multi = karate_events()
+    step(g, events[:100])
+
+    def broken(self: IncrementalPageRank, *args: object) -> None:
+        raise WavegraphError("PageRank push did not converge")
+
+    monkeypatch.setattr(IncrementalPageRank, "update", broken)
+    step(g, events[100:])
+    assert g.pagerank_resets == 1
+    assert l1_to_networkx(g, multi) < 1e-9
