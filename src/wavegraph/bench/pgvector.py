@@ -289,7 +289,12 @@ async def _ivfflat(
     probes_values: tuple[int, ...],
     base_row: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    name, build_s = await _build(store, ds.name, "ivfflat", progress, lists=lists)
+    # pgvector's k-means keeps 50 sample rows per list and an Elkan lower bound per (sample, list) in
+    # maintenance_work_mem: ~280 MB for 1,000 lists at 384-d (the server default is 64 MB)
+    samples = lists * 50
+    need = samples * (4 * ds.base.shape[1] + 8) + samples * lists * 4 + lists * lists * 4
+    mem = f"{max(64, math.ceil(need * 1.25 / 2**20))}MB"
+    name, build_s = await _build(store, ds.name, "ivfflat", progress, lists=lists, mem=mem)
     size = await _index_bytes(store, name)
     rows: list[dict[str, Any]] = []
     for probes in probes_values:

@@ -5,7 +5,8 @@ of the same shape (no vector index) for benches and tests. Index builds:
 
 - ``ivfflat`` (``lists``): k-means centres from a sample of the rows present at build time, so build it
   after a backfill (an ivfflat index built on an empty table has random centres and poor recall:
-  :func:`reindex` rebuilds it);
+  :func:`reindex` rebuilds it). Its k-means needs ``maintenance_work_mem`` for 50 sample rows per list
+  plus a float per (sample, list): the 64 MB default covers lists = 100 but not 1,000 (~280 MB at 384-d);
 - ``hnsw`` (``m``, ``ef_construction``): a graph; builds far slower than ivfflat but answers with a
   better recall/latency trade-off. Its build is much faster while the graph fits in
   ``maintenance_work_mem`` (pass e.g. ``"2GB"`` for a million 384-d rows).

@@ -146,9 +146,10 @@ async def test_ivfflat_recall_on_20k_against_exact(table_store: PgVectorStore, t
             found += len({int(h.id) for h in hits} & set(truth.tolist()))
         return found / exact.size
 
-    at_one, at_setting = await recall(1), await recall(table_store.settings.vector.probes)
-    assert at_setting >= 0.9, (at_one, at_setting, build_s)
-    assert at_one <= at_setting
+    # 16 of 100 lists: the smallest probes of the bench grid with a margin over 0.9 on this set (~0.95)
+    at_one, at_sixteen = await recall(1), await recall(16)
+    assert at_sixteen >= 0.9, (at_one, at_sixteen, build_s)
+    assert at_one < at_sixteen
     async with table_store.pool.acquire() as conn:  # the index is what answers, not an exact sort
         plan = "\n".join(
             r[0]
