@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class WavegraphError(Exception):
     """Base of every error wavegraph raises on purpose."""
@@ -13,6 +15,16 @@ class ConfigError(WavegraphError):
 
 class MissingPrerequisite(WavegraphError):
     """A program or package the command needs is not installed; the message names what to install."""
+
+
+class ModelCorrupt(MissingPrerequisite):
+    """A model file is present but fails its checksum or size check (corrupt, truncated or another
+    version): the one error for every model wavegraph verifies (Whisper, MiniLM). The message says
+    what is wrong and how to repair it; ``path`` is the file."""
+
+    def __init__(self, detail: str, *, path: Path | None = None, fix: str = "") -> None:
+        super().__init__(f"corrupt: {detail}" + (f"; {fix}" if fix else ""))
+        self.path = path
 
 
 class InvalidEvent(WavegraphError):

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from wavegraph.bench.report import build_report, write_report
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.processors.asr.audio import load_audio_file
 from wavegraph.processors.asr.device import choose_route
@@ -36,6 +35,7 @@ from wavegraph.processors.asr.models import ensure_model
 from wavegraph.processors.asr.samples import JFK_TEXT, SPEECH_TEXTS, Speech, espeak_speech, jfk_wav
 from wavegraph.processors.asr.wer import edit_distance, normalize
 from wavegraph.processors.asr.windows import WindowAssembler
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings, load_settings
 
 CHUNK_S = 2.0

@@ -38,7 +38,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
-from wavegraph.bench.report import build_report, write_report
+from wavegraph.clients import make_consumer, make_producer
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.events import AudioMeta, TranscriptEvent
 from wavegraph.migrations.api import apply as apply_migrations
@@ -47,10 +47,10 @@ from wavegraph.processors.asr.device import choose_route
 from wavegraph.processors.asr.engine import Transcriber, install_log_bridge
 from wavegraph.processors.asr.samples import JFK_TEXT, SPEECH_TEXTS, Speech, espeak_speech, jfk_wav
 from wavegraph.processors.asr.wer import edit_distance, normalize
+from wavegraph.processors.audio.pipeline import run_audio
 from wavegraph.processors.embed_text import TextEmbedder
-from wavegraph.processors.transcribe import run_audio
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings, load_settings
-from wavegraph.streams.producer import make_producer
 from wavegraph.streams.publish import wav_chunks
 from wavegraph.streams.topics import delete_topics, ensure_topics
 
@@ -238,7 +238,7 @@ async def _running_pipeline(
         producer = make_producer(bench.kafka, linger_ms=0)
         await producer.start()
         stack.push_async_callback(producer.stop)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bench.kafka.bootstrap, enable_auto_commit=False)
+        consumer = make_consumer(bench.kafka)
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         tps = [TopicPartition(bench.kafka.topics.transcripts, p) for p in range(bench.kafka.partitions)]

@@ -31,10 +31,10 @@ import scipy.io
 import scipy.sparse as sp
 import scipy.sparse.csgraph as csgraph
 
-from wavegraph.bench.report import build_report, detect_gpu_name, write_report
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.processors.graph import graphwave as gw
 from wavegraph.processors.graph.state import GraphState
+from wavegraph.report import build_report, detect_gpu_name, write_report
 
 QUICK_NODES = 1000
 N_SCALES = 3

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wavegraph.bench.report import build_report, write_report
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations import api
 from wavegraph.migrations.graph_snapshot import graph_checksum
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.samples import seed_duplicates
 from wavegraph.migrations.scratch import scratch
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings
 
 HAA_VERSION = "2025.07"
@@ -44,7 +44,7 @@ async def _run(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     async with scratch(settings, "neo4j") as local:
-        driver = driver_for(local.neo4j)
+        driver = neo4j_driver(local.neo4j, retries=True)
         try:
             start = time.perf_counter()
             seeded = await seed_duplicates(driver, tenant="bench", nodes=nodes, relationships=relationships)

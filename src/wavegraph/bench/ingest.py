@@ -7,7 +7,7 @@ write it to the same Neo4j (each under a fresh tenant, so both start from an emp
 - ``bare_unwind``: the topic is read and decoded before the clock starts, into the very batches a
   consumer gets from it (``getmany`` of ``batch_size``, partitions interleaved as they come); the
   timed part only writes them, one batch after the other, in one driver session. Nothing else.
-- ``processor``: the real edge processor (:func:`wavegraph.processors.edges.run_edges`: fetch,
+- ``processor``: the real edge processor (:func:`wavegraph.processors.edges.pipeline.run_edges`: fetch,
   decode, validate, bounded buffer, breaker, write, commit) consumes the topic, timed until the
   group's committed offsets cover every record.
 
@@ -25,18 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from neo4j import AsyncDriver
 from rich.console import Console
 
-from wavegraph.bench.report import build_report, write_report
+from wavegraph.clients import make_consumer, neo4j_driver
 from wavegraph.events import EdgeEvent
 from wavegraph.loadtest.lag import LagProbe
 from wavegraph.loadtest.scope import Scope, new_scope, private_services, scope_topics
 from wavegraph.loadtest.verify import check_graph, delete_tenant, has_node_index
 from wavegraph.loadtest.workers import InlineWorker
 from wavegraph.loadtest.workload import REL
-from wavegraph.processors.edges import neo4j_driver
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings
 from wavegraph.sinks.neo4j import UPSERT, edge_row
 from wavegraph.streams.publish import publish_values
@@ -125,12 +125,7 @@ async def _bare(driver: AsyncDriver, scope: Scope, edges: int) -> float:
 async def _consumer_batches(scope: Scope, edges: int) -> list[list[bytes]]:
     """The scope's topic as the values of successive ``getmany(max_records=batch_size)`` calls."""
     kafka = scope.settings.kafka
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=kafka.max_message_bytes,
-    )
+    consumer = make_consumer(kafka)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(scope.topic, p) for p in range(scope.partitions)])

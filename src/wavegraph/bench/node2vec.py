@@ -38,12 +38,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from wavegraph.bench.graphwave import largest_component, minnesota_adjacency
-from wavegraph.bench.report import build_report, write_report
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.processors.graph import node2vec as nv
 from wavegraph.processors.graph.graphwave import undirected_adjacency
 from wavegraph.processors.graph.pq_search import search_pq
 from wavegraph.processors.graph.state import GraphState, dataset_hash, read_edge_list
+from wavegraph.report import build_report, write_report
 
 SETTINGS: tuple[tuple[float, float], ...] = ((1.0, 1.0), (0.5, 2.0), (2.0, 0.5), (0.25, 4.0))
 HEADLINE = (0.5, 2.0)

@@ -50,11 +50,12 @@ from wavegraph.bench.ann import (
     synthetic_clustered,
     wordnet_sentences,
 )
-from wavegraph.bench.report import build_report, write_report
+from wavegraph.clients import pg_pool
 from wavegraph.errors import MissingPrerequisite
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings
 from wavegraph.sinks import pgvector_ddl as ddl
-from wavegraph.sinks.pgvector import PgVectorStore, VectorRecord, create_pool
+from wavegraph.sinks.pgvector import PgVectorStore, VectorRecord
 
 __all__ = ["EF_SEARCH", "PROBES", "run_pgvector_bench"]
 
@@ -119,7 +120,7 @@ async def _run(
         console=console,
     ) as progress:
         datasets = _datasets(settings, quick, data, queries, n, nq, progress, params)
-        pool = await create_pool(settings, max_size=2)
+        pool = await pg_pool(settings.postgres, max_size=2)
         try:
             for ds in datasets:
                 vector = settings.vector.model_copy(update={"dim": ds.base.shape[1]})

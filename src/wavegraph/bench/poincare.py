@@ -19,8 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from wavegraph.bench.report import build_report, write_report
 from wavegraph.processors.graph.overshoot import CURVATURES, DTYPES, round_trip_max_error, trace_overshoot
+from wavegraph.report import build_report, write_report
 
 __all__ = ["run_poincare_bench"]
 

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from rich.progress import Progress
 
-from wavegraph.bench.report import build_report, write_report
 from wavegraph.events import EdgeEvent, decode_edge
+from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings
 from wavegraph.streams.processor import StreamProcessor
 from wavegraph.streams.publish import publish_values

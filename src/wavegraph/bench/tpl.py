@@ -31,9 +31,9 @@ import numpy.typing as npt
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wavegraph.bench.report import build_report, write_report
 from wavegraph.processors.graph.pagerank import IncrementalPageRank, pagerank
 from wavegraph.processors.graph.state import GraphState, read_edge_list
+from wavegraph.report import build_report, write_report
 
 __all__ = ["make_batch", "run_tpl_bench", "synthetic_graph"]
 

@@ -126,8 +126,8 @@ def node2vec(
     from rich.progress import Progress
 
     from wavegraph.processors.graph.io import write_node_table
-    from wavegraph.processors.graph.node2vec import Node2VecConfig, node2vec_from_edges
-    from wavegraph.processors.graph.pq_search import search_pq
+    from wavegraph.processors.graph.node2vec import Node2VecConfig
+    from wavegraph.processors.graph.pq_search import node2vec_from_edges, search_pq
     from wavegraph.processors.graph.state import GraphState, read_edge_list
 
     _check_out(out)

@@ -34,7 +34,7 @@ def serve(main: Callable[[Settings, asyncio.Event], Awaitable[dict[str, int]]]) 
 @app.command()
 def edges() -> None:
     """Consume wavegraph.edges.v1 and write the graph to Neo4j (commit after Neo4j confirmed)."""
-    from wavegraph.processors.edges import run_edges
+    from wavegraph.processors.edges.pipeline import run_edges
 
     serve(run_edges)
 
@@ -42,7 +42,7 @@ def edges() -> None:
 @app.command()
 def audio() -> None:
     """Consume wavegraph.audio.v1, transcribe with Whisper, publish and store transcripts (commit after)."""
-    from wavegraph.processors.transcribe import run_audio
+    from wavegraph.processors.audio.pipeline import run_audio
 
     serve(run_audio)
 
@@ -50,13 +50,18 @@ def audio() -> None:
 @app.command()
 def graph() -> None:
     """Keep PageRank current per batch of edges, recompute embeddings + HAA, publish wavegraph.nodes.v1."""
-    from wavegraph.processors.graph_job import run_graph
+    from wavegraph.commands.progress import terminal_progress
+    from wavegraph.processors.graph_job.pipeline import run_graph
 
-    serve(run_graph)
+    async def with_progress(settings: Settings, stop: asyncio.Event) -> dict[str, int]:
+        with terminal_progress() as progress:
+            return await run_graph(settings, stop, progress=progress)
+
+    serve(with_progress)
 
 
 def demo_command() -> None:
     """Run the pipeline on sample data against the local services and print what happened."""
-    from wavegraph.demo import run_demo
+    from wavegraph.commands.demo import run_demo
 
     run_demo(load_settings())

@@ -126,11 +126,9 @@ class Neo4j(Service):
         return out
 
     async def _request(self) -> str:
-        from neo4j import AsyncGraphDatabase
+        from wavegraph.clients import neo4j_driver
 
-        n = self.settings.neo4j
-        auth = (n.user, n.password) if n.auth else None
-        driver = AsyncGraphDatabase.driver(n.uri, auth=auth, connection_timeout=5)
+        driver = neo4j_driver(self.settings.neo4j)
         try:
             records, _, _ = await driver.execute_query("RETURN 1 AS one")
             if records[0]["one"] != 1:

@@ -17,12 +17,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import redis.asyncio as aioredis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from wavegraph.clients import make_producer, redis_client
 from wavegraph.http.auth import Authenticator
 from wavegraph.http.backpressure import BreakerGate, SendQueue
 from wavegraph.http.context import ACK_TIMEOUT_S, ApiContext
@@ -33,7 +33,6 @@ from wavegraph.http.metrics_route import check_metrics_key, metrics_endpoint
 from wavegraph.http.middleware import RequestContextMiddleware
 from wavegraph.http.openapi import docs_endpoint, openapi_endpoint
 from wavegraph.settings import Settings
-from wavegraph.streams.producer import make_producer
 from wavegraph.streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -56,9 +55,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
             producer = make_producer(settings.kafka, client_id="wavegraph-api")
             stack.push_async_callback(producer.stop)  # safe when start() failed, and idempotent
             await producer.start()
-            client = aioredis.Redis.from_url(
-                settings.redis.url, socket_timeout=1.0, socket_connect_timeout=1.0
-            )
+            client = redis_client(settings.redis)
             stack.push_async_callback(client.aclose)
             app.state.ctx = ApiContext(
                 settings=settings,

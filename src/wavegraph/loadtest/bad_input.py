@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from wavegraph import metrics
-from wavegraph.bench.report import build_report
+from wavegraph.clients import make_consumer
 from wavegraph.events import parse_dlq_headers
 from wavegraph.loadtest.kafka_load import HeadedRecord, publish_records
 from wavegraph.loadtest.lag import LagProbe
@@ -31,6 +31,7 @@ from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import verify_run
 from wavegraph.loadtest.workers import inline_worker
 from wavegraph.loadtest.workload import EdgeWorkload
+from wavegraph.report import build_report
 from wavegraph.settings import Settings
 from wavegraph.streams.reasons import CODES
 
@@ -161,12 +162,7 @@ async def run_bad_input(settings: Settings, plan: BadInputPlan) -> dict[str, Any
 
 async def read_dead_letters(scope: Scope, expected: int, timeout_s: float) -> dict[int, dict[str, str]]:
     """Sequence number → ``wg.dlq.*`` headers (plus ``kind``) of every record on the scope's DLQ."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=scope.settings.kafka.bootstrap,
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=scope.settings.kafka.max_message_bytes,
-        fetch_max_bytes=max(scope.settings.kafka.max_message_bytes, 52_428_800),
-    )
+    consumer = make_consumer(scope.settings.kafka)
     await consumer.start()
     try:
         parts = [TopicPartition(scope.dlq, p) for p in range(scope.partitions)]

@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wavegraph.bench.report import build_report
 from wavegraph.devservices.base import Service
 from wavegraph.loadtest.api import api_client
 from wavegraph.loadtest.http_client import LoadPlan, run_load
@@ -25,6 +24,7 @@ from wavegraph.loadtest.scope import new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import verify_run
 from wavegraph.loadtest.workers import InlineWorker
+from wavegraph.report import build_report
 from wavegraph.settings import Settings
 
 KAFKA_BASE = 10**9  # the direct producer's events are numbered from here

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wavegraph.bench.report import build_report
 from wavegraph.loadtest.api import api_client
 from wavegraph.loadtest.http_client import LoadPlan, run_load
 from wavegraph.loadtest.kafka_load import produce_at_rate
@@ -28,6 +27,7 @@ from wavegraph.loadtest.scope import Scope, new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import verify_run
 from wavegraph.loadtest.workers import WorkerProcess, worker_log
+from wavegraph.report import build_report
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import publish_values
 

@@ -17,9 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from wavegraph.clients import make_producer
 from wavegraph.loadtest.http_client import nearest_rank
 from wavegraph.settings import KafkaSettings
-from wavegraph.streams.producer import make_producer
 
 RETRY_S = 1.0
 Record = tuple[bytes | None, bytes]  # key, value

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wavegraph.bench.report import build_report
+from wavegraph.clients import neo4j_driver
 from wavegraph.loadtest.lag import LagProbe
 from wavegraph.loadtest.scope import Scope, new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import count_edges, verify_run
 from wavegraph.loadtest.workers import WorkerProcess, worker_log
-from wavegraph.processors.edges import neo4j_driver
+from wavegraph.report import build_report
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import publish_values
 

@@ -6,10 +6,11 @@ import asyncio
 import time
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from wavegraph.clients import make_consumer
 from wavegraph.settings import KafkaSettings
 
 
@@ -20,7 +21,7 @@ class LagProbe:
         self.group = group
         self.parts = [TopicPartition(topic, p) for p in range(partitions)]
         self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+        self._consumer = make_consumer(kafka)
         self.max_lag = 0
         self.timeline: list[tuple[float, int]] = []  # (seconds since entering, lag)
         self._origin = time.monotonic()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from wavegraph.bench.report import build_report
 from wavegraph.devservices.base import Service
 from wavegraph.loadtest.api import Prober, api_client
 from wavegraph.loadtest.breaker import BreakerRecorder
@@ -28,6 +27,7 @@ from wavegraph.loadtest.scope import new_scope, scope_topics
 from wavegraph.loadtest.summary import graph_ok, with_checks
 from wavegraph.loadtest.verify import verify_run
 from wavegraph.loadtest.workers import InlineWorker
+from wavegraph.report import build_report
 from wavegraph.settings import Settings
 from wavegraph.sinks import breaker_state
 

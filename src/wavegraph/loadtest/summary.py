@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from wavegraph.bench.report import write_report
+from wavegraph.report import write_report
 
 
 def with_checks(report: dict[str, Any], checks: Mapping[str, bool]) -> dict[str, Any]:

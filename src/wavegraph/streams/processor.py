@@ -56,10 +56,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Me
 from aiokafka.structs import ConsumerRecord
 
 from wavegraph import metrics
+from wavegraph.clients import make_consumer, make_producer
 from wavegraph.errors import InvalidEvent, SinkBackpressureError
 from wavegraph.events import DLQ_HEADER_PREFIX, dlq_headers
 from wavegraph.settings import Settings
-from wavegraph.streams.producer import make_producer
 from wavegraph.streams.reasons import code_of
 from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink
 
@@ -143,15 +143,10 @@ class StreamProcessor(Generic[T]):
         self._dead_lettered: dict[TopicPartition, set[int]] = {}
 
     def _make_consumer(self) -> AIOKafkaConsumer:
-        kafka = self.settings.kafka
-        return AIOKafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
+        return make_consumer(
+            self.settings.kafka,
             group_id=self.group_id,
             client_id=f"wavegraph-{self.name}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=kafka.max_message_bytes,
-            fetch_max_bytes=max(kafka.max_message_bytes, 52_428_800),
             max_poll_records=self.max_batch,
         )
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import orjson
 
+from wavegraph.clients import make_producer
 from wavegraph.events import AudioMeta, edge_record_key
 from wavegraph.settings import KafkaSettings
-from wavegraph.streams.producer import make_producer
 
 Progress = Callable[[int], None]
 

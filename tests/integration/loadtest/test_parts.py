@@ -15,7 +15,7 @@ from wavegraph.loadtest.breaker import SINK_LOGGER, BreakerRecorder
 from wavegraph.loadtest.outage import _went_0_1_2_0
 from wavegraph.loadtest.scope import new_scope, settings_env
 from wavegraph.loadtest.workload import EdgeWorkload
-from wavegraph.processors.edges import edge_decoder
+from wavegraph.processors.edges.decoder import edge_decoder
 from wavegraph.settings import Settings, load_settings
 
 
@@ -62,9 +62,10 @@ def test_each_malformed_kind_is_refused_by_the_edge_decoder_with_its_reason(kind
 
 
 def test_the_stream_spoils_two_percent_cycling_through_the_kinds() -> None:
-    records, bad = stream(EdgeWorkload("acme", "r"), 1000, 2.0, 4096)
-    assert len(records) == 1000 and len(bad) == 20
-    assert sorted(bad.values()) == sorted(list(KINDS) * 4)
+    events = 50 * len(KINDS) * 2  # one in 50 malformed: each kind twice
+    records, bad = stream(EdgeWorkload("acme", "r"), events, 2.0, 4096)
+    assert len(records) == events and len(bad) == 2 * len(KINDS)
+    assert sorted(bad.values()) == sorted(list(KINDS) * 2)
     assert all(records[i][2] == [("lt.kind", kind.encode())] for i, kind in bad.items())
 
 

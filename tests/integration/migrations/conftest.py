@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from wavegraph.migrations.neo4j_target import driver_for
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations.scratch import scratch as throwaway
 from wavegraph.settings import Settings
 
@@ -46,7 +46,7 @@ def cli_env(scratch: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 async def _wipe_neo4j(s: Settings) -> None:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         async with driver.session() as session:  # CALL ... IN TRANSACTIONS needs an auto-commit transaction
             result = await session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS")

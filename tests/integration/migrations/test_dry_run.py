@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations import dry_run
 from wavegraph.migrations.discover import DEFAULT_LOCATION, discover, load_tree
 from wavegraph.migrations.graph_snapshot import graph_checksum
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.samples import seed_duplicates
 from wavegraph.settings import Settings
 
@@ -20,7 +20,7 @@ async def test_dry_run_of_all_migrations_leaves_no_duplicates(
     neo4j_scratch: Settings, pg_scratch: Settings
 ) -> None:
     source = neo4j_scratch  # plays the "real" database: a graph with duplicates, nothing applied
-    driver = driver_for(source.neo4j)
+    driver = neo4j_driver(source.neo4j, retries=True)
     try:
         seeded = await seed_duplicates(driver, tenant="t-dry", nodes=2_000)
         before = await graph_checksum(driver)

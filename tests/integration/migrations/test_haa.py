@@ -9,10 +9,10 @@ import pytest
 from neo4j import AsyncDriver
 from neo4j.exceptions import ConstraintError
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.migrations import api
 from wavegraph.migrations.graph_snapshot import graph_checksum
 from wavegraph.migrations.model import version_key
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.samples import REL_TYPES, seed_duplicates
 from wavegraph.settings import Settings
 
@@ -55,7 +55,7 @@ async def _keys(driver: AsyncDriver) -> dict[tuple[str, str], set[str]]:
 
 
 async def test_haa_merges_duplicates_without_losing_a_relationship(neo4j_scratch: Settings) -> None:
-    driver = driver_for(neo4j_scratch.neo4j)
+    driver = neo4j_driver(neo4j_scratch.neo4j, retries=True)
     try:
         seeded = await seed_duplicates(driver, tenant=TENANT, nodes=10_000)
         assert seeded.duplicate_records == 500

@@ -12,11 +12,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.commands.migrate import app
 from wavegraph.migrations import MigrationError, MigrationFailed, RepairNeeded, api
 from wavegraph.migrations.graph_snapshot import graph_checksum
 from wavegraph.migrations.model import Db, HistoryEntry
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -45,7 +45,7 @@ def _write(root: Path, files: dict[str, str]) -> Path:
 
 
 async def _seed(s: Settings) -> None:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         await driver.execute_query(
             "UNWIND range(1, 10) AS i CREATE (:Node {tenant: 't', id: 'n' + i, seq: i})"
@@ -64,7 +64,7 @@ async def _states(s: Settings, tree: Path, db: Db) -> dict[str, str]:
 
 
 async def _neo4j_checksum(s: Settings) -> str:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         return await graph_checksum(driver)
     finally:
@@ -242,7 +242,7 @@ async def test_failing_postgres_undo_in_a_transaction_leaves_the_migration_appli
 
 
 async def _drop_neo4j_index(s: Settings, name: str) -> None:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         await driver.execute_query(f"DROP INDEX `{name}`")
     finally:
@@ -250,7 +250,7 @@ async def _drop_neo4j_index(s: Settings, name: str) -> None:
 
 
 async def _count(s: Settings, query: str) -> int:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         records, _, _ = await driver.execute_query(query)
         return int(records[0][0])

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from wavegraph.clients import neo4j_driver
 from wavegraph.commands.migrate import app
 from wavegraph.migrations import MigrationFailed, api
 from wavegraph.migrations.graph_snapshot import graph_checksum
-from wavegraph.migrations.neo4j_target import driver_for
 from wavegraph.migrations.samples import seed_duplicates
 from wavegraph.settings import Settings
 
@@ -38,7 +38,7 @@ expect = 0
 
 
 async def _seed(s: Settings) -> None:
-    driver = driver_for(s.neo4j)
+    driver = neo4j_driver(s.neo4j, retries=True)
     try:
         await driver.execute_query(
             "UNWIND range(1, 10) AS i CREATE (:Node {tenant: 'cli', id: 'n' + i, seq: i})"
@@ -65,7 +65,7 @@ async def test_failing_statement_is_undone(neo4j_scratch: Settings, tmp_path: Pa
             "neo4j/U2__breaks.cypher": NEO4J_BREAKS_UNDO,
         },
     )
-    driver = driver_for(neo4j_scratch.neo4j)
+    driver = neo4j_driver(neo4j_scratch.neo4j, retries=True)
     try:
         await seed_duplicates(driver, tenant="t-fail", nodes=300)
         before = await graph_checksum(driver)
@@ -94,7 +94,7 @@ async def test_failing_post_check_is_undone(neo4j_scratch: Settings, tmp_path: P
             "neo4j/V1__checked.checks.toml": NEO4J_CHECKS,
         },
     )
-    driver = driver_for(neo4j_scratch.neo4j)
+    driver = neo4j_driver(neo4j_scratch.neo4j, retries=True)
     try:
         await seed_duplicates(driver, tenant="t-check", nodes=200)
         before = await graph_checksum(driver)

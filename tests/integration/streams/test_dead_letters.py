@@ -19,8 +19,9 @@ from neo4j import AsyncDriver
 from recording import RecordingSink
 
 from wavegraph import metrics
+from wavegraph.clients import neo4j_driver
 from wavegraph.events import EdgeEvent, decode_edge, parse_dlq_headers
-from wavegraph.processors.edges import neo4j_driver, run_edges
+from wavegraph.processors.edges.pipeline import run_edges
 from wavegraph.settings import Settings
 from wavegraph.sinks import breaker_state
 from wavegraph.streams.processor import StreamProcessor

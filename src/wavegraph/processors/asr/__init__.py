@@ -6,6 +6,7 @@ Modules: :mod:`.models` (registry, conversion cache, checksums), :mod:`.audio` (
 assembly), :mod:`.wer`, :mod:`.samples` (test speech), :mod:`.ct2` and :mod:`.ggml_convert` (format code).
 """
 
+from wavegraph.errors import ModelCorrupt
 from wavegraph.processors.asr.audio import (
     Audio,
     decode_audio,
@@ -16,7 +17,7 @@ from wavegraph.processors.asr.audio import (
 )
 from wavegraph.processors.asr.device import Route, choose_route
 from wavegraph.processors.asr.engine import Segment, Transcriber, Transcript
-from wavegraph.processors.asr.errors import ModelCorrupt, ModelMissing
+from wavegraph.processors.asr.errors import ModelMissing
 from wavegraph.processors.asr.models import MODELS, ensure_model, prepare_model, verify_model
 from wavegraph.processors.asr.windows import Window, WindowAssembler
 

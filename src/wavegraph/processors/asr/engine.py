@@ -26,7 +26,7 @@ from wavegraph.errors import InvalidEvent
 from wavegraph.metrics import AUDIO_SECONDS, WHISPER_XRT, WHISPER_XRT_HIST
 from wavegraph.processors.asr.audio import TARGET_RATE
 from wavegraph.processors.asr.device import Route, choose_route
-from wavegraph.processors.asr.errors import ModelCorrupt
+from wavegraph.processors.asr.errors import corrupt_model
 from wavegraph.processors.asr.ggml_convert import Progress
 from wavegraph.processors.asr.models import VerifiedModel, ensure_model
 from wavegraph.settings import Settings
@@ -202,7 +202,7 @@ class Transcriber:
 
             path = self.verified.path
             if not path.is_file():  # pywhispercpp would try a hub download, then crash
-                raise ModelCorrupt(path, self.model, f"{path} disappeared after it was verified")
+                raise corrupt_model(path, self.model, f"{path} disappeared after it was verified")
             model = Model(
                 str(path),
                 params_sampling_strategy=0,

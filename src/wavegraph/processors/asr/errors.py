@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wavegraph.errors import MissingPrerequisite, WavegraphError
+from wavegraph.errors import MissingPrerequisite, ModelCorrupt, WavegraphError
 
 
 class ModelMissing(MissingPrerequisite):
@@ -22,15 +22,11 @@ class ModelMissing(MissingPrerequisite):
         self.requirement = requirement
 
 
-class ModelCorrupt(WavegraphError):
-    """A converted model (or its source) fails its checksum; the message says what to delete."""
-
-    def __init__(self, path: Path, model: str, detail: str) -> None:
-        super().__init__(
-            f"corrupt: {detail}; delete {path} and run `wavegraph models prepare --model {model}`"
-        )
-        self.path = path
-        self.model = model
+def corrupt_model(path: Path, model: str, detail: str) -> ModelCorrupt:
+    """:class:`~wavegraph.errors.ModelCorrupt` for a converted Whisper model: delete it and re-prepare."""
+    return ModelCorrupt(
+        detail, path=path, fix=f"delete {path} and run `wavegraph models prepare --model {model}`"
+    )
 
 
 class Ct2FormatError(WavegraphError):

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from wavegraph.errors import ModelCorrupt
 from wavegraph.processors.asr.ct2 import load_ct2
-from wavegraph.processors.asr.errors import ConversionError, ModelCorrupt, ModelMissing
+from wavegraph.processors.asr.errors import ConversionError, ModelMissing, corrupt_model
 from wavegraph.processors.asr.ggml_convert import (
     Progress,
     hparams,
@@ -195,15 +196,15 @@ def verify_model(settings: Settings, name: str) -> VerifiedModel:
     try:
         recorded = sidecar.read_text().split()[0].lower()
     except (OSError, IndexError):
-        raise ModelCorrupt(path, name, f"its checksum file {sidecar} is missing or empty") from None
+        raise corrupt_model(path, name, f"its checksum file {sidecar} is missing or empty") from None
     size = path.stat().st_size
     if size != spec.size:
-        raise ModelCorrupt(path, name, f"{path.name} is {size:,} bytes, expected {spec.size:,}")
+        raise corrupt_model(path, name, f"{path.name} is {size:,} bytes, expected {spec.size:,}")
     actual = sha256_file(path)
     if actual != recorded:
-        raise ModelCorrupt(path, name, f"{path.name} has sha256 {actual}, its sidecar records {recorded}")
+        raise corrupt_model(path, name, f"{path.name} has sha256 {actual}, its sidecar records {recorded}")
     if actual != spec.sha256:
-        raise ModelCorrupt(path, name, f"{path.name} has sha256 {actual}, expected {spec.sha256}")
+        raise corrupt_model(path, name, f"{path.name} has sha256 {actual}, expected {spec.sha256}")
     return VerifiedModel(name=name, path=path, sha256=actual, size=size)
 
 

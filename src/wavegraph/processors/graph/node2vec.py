@@ -29,16 +29,12 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
-
-from wavegraph.processors.graph.graphwave import undirected_adjacency
-from wavegraph.processors.graph.state import EdgeList, GraphState
 
 _MAX_REJECTIONS = 64
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -223,30 +219,6 @@ def node2vec_embed(
         seed=config.seed, workers=config.workers,
     )  # fmt: skip
     return train_skipgram(walks, g.n_nodes, config)
-
-
-def node2vec_from_edges(
-    edges: EdgeList,
-    *,
-    p: float = 1.0,
-    q: float = 1.0,
-    config: Node2VecConfig = Node2VecConfig(),
-    best_pq: str | Path | None = None,
-) -> tuple[list[str], np.ndarray, tuple[float, float]]:
-    """Node2Vec on an edge list (direction ignored): ``(node ids, vectors, (p, q) used)``.
-
-    With ``best_pq`` the (p, q) come from that ``best_pq.json`` after checking that its dataset hash is
-    this edge list's (``BestPQMismatch`` otherwise). For ``wavegraph graph node2vec``; write with
-    ``write_node_table(out, ids, {"n2v": vectors})``.
-    """
-    if best_pq is not None:
-        from wavegraph.processors.graph.pq_search import load_best_pq
-
-        chosen = load_best_pq(best_pq, edges)
-        p, q = float(chosen["p"]), float(chosen["q"])
-    state = GraphState.from_edges(edges.src, edges.dst, edges.weight)
-    vectors = node2vec_embed(undirected_adjacency(state), p=p, q=q, config=config)
-    return list(state.node_ids), vectors, (p, q)
 
 
 def transition_probabilities(graph: WalkGraph | Any, prev: int, cur: int, p: float, q: float) -> np.ndarray:

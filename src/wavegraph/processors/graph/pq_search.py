@@ -271,3 +271,25 @@ def _sample_non_edges(a: sp.csr_matrix, count: int, rng: np.random.Generator) ->
         _, first = np.unique(keys, return_index=True)
         chosen = keys[np.sort(first)][:count]
     return np.stack([chosen // n, chosen % n], axis=1)
+
+
+def node2vec_from_edges(
+    edges: EdgeList,
+    *,
+    p: float = 1.0,
+    q: float = 1.0,
+    config: Node2VecConfig = Node2VecConfig(),
+    best_pq: str | Path | None = None,
+) -> tuple[list[str], np.ndarray, tuple[float, float]]:
+    """Node2Vec on an edge list (direction ignored): ``(node ids, vectors, (p, q) used)``.
+
+    With ``best_pq`` the (p, q) come from that ``best_pq.json`` after checking that its dataset hash is
+    this edge list's (``BestPQMismatch`` otherwise). For ``wavegraph graph node2vec``; write with
+    ``write_node_table(out, ids, {"n2v": vectors})``.
+    """
+    if best_pq is not None:
+        chosen = load_best_pq(best_pq, edges)
+        p, q = float(chosen["p"]), float(chosen["q"])
+    state = GraphState.from_edges(edges.src, edges.dst, edges.weight)
+    vectors = node2vec_embed(undirected_adjacency(state), p=p, q=q, config=config)
+    return list(state.node_ids), vectors, (p, q)

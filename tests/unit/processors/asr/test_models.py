@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wavegraph.errors import MissingPrerequisite
+from wavegraph.errors import MissingPrerequisite, ModelCorrupt
 from wavegraph.processors.asr import models
 from wavegraph.processors.asr.engine import Transcriber
-from wavegraph.processors.asr.errors import ModelCorrupt, ModelMissing
+from wavegraph.processors.asr.errors import ModelMissing
 from wavegraph.processors.asr.models import (
     SourceFile,
     VerifiedModel,

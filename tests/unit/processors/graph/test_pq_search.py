@@ -157,7 +157,7 @@ def test_bad_budget_is_rejected() -> None:
 
 
 def test_node2vec_from_edges_takes_p_q_from_a_matching_best_pq_only(tmp_path: Path) -> None:
-    from wavegraph.processors.graph.node2vec import node2vec_from_edges
+    from wavegraph.processors.graph.pq_search import node2vec_from_edges
     from wavegraph.processors.graph.state import read_edge_list
 
     path = tmp_path / "karate.csv"

@@ -1,0 +1,1 @@
+"""``wavegraph run audio``: audio chunks → windows → Whisper → transcripts (decoder, sink, pipeline)."""

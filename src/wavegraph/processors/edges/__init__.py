@@ -1,0 +1,1 @@
+"""``wavegraph run edges``: the edge processor (decoder and pipeline)."""

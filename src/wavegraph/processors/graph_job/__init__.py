@@ -1,0 +1,1 @@
+"""``wavegraph run graph``: edges → per-tenant graphs → PageRank → NodeEvents; embeddings and HAA."""
