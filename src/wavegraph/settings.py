@@ -177,21 +177,50 @@ class VectorSettings(_Section):
 
 
 class CacheSettings(_Section):
-    target_hit_ratio: float = Field(0.8, gt=0, lt=1)
-    ttl_min_s: float = Field(1.0, gt=0)
-    ttl_max_s: float = Field(3600.0, gt=0)
+    """The Redis response cache of ``/v1/search`` and ``/v1/explain`` and the LMDB query-embedding cache."""
+
+    enabled: bool = True
     ttl_initial_s: float = Field(60.0, gt=0)
+    key_prefix: str = "wavegraph:cache:"
+    lmdb_path: Path = Path(".wavegraph/embedding-cache")
+    lmdb_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+
+    @field_validator("lmdb_path")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
 
 
 class PidSettings(_Section):
-    kp: float = 40.0
-    ki: float = 4.0
+    """The TTL controller (a discrete PI loop toward a target hit ratio); names fixed by the backlog."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, populate_by_name=True)
+
+    target_hit_ratio: float = Field(0.45, gt=0, lt=1)
+    Kp: float = Field(0.4, ge=0)
+    Ki: float = Field(0.05, ge=0)
+    I_max: float = Field(5.0, gt=0)
     interval_s: float = Field(5.0, gt=0)
+    ttl_min_s: float = Field(1.0, gt=0)
+    ttl_max_s: float = Field(86_400.0, gt=0)
 
 
 class DpSettings(_Section):
+    """Differentially private statistics: per-tenant epsilon budgets (``dp_budget`` table)."""
+
     default_epsilon_budget: float = Field(10.0, gt=0)
-    max_query_epsilon: float = Field(1.0, gt=0)
+    max_query_epsilon: float | None = Field(None, gt=0)  # None: only the budget limits a query
+    budget_window: Literal["none", "day", "week"] = "none"
+    degree_bound: int = Field(64, ge=1)
+
+
+class ReadSettings(_Section):
+    """The read side's limits (search and explain)."""
+
+    max_k: int = Field(100, ge=1, le=1000)
+    explain_default_limit: int = Field(50, ge=1)
+    explain_max_limit: int = Field(1000, ge=1)
+    max_audio_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
 
 class Settings(_Section):
@@ -209,6 +238,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     pid: PidSettings = PidSettings()
     dp: DpSettings = DpSettings()
+    read: ReadSettings = ReadSettings()
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

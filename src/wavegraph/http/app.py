@@ -22,9 +22,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
-from wavegraph.clients import make_producer, redis_client
+from wavegraph.clients import make_producer, neo4j_driver, pg_pool, redis_client
 from wavegraph.http.auth import Authenticator
 from wavegraph.http.backpressure import BreakerGate, SendQueue
+from wavegraph.http.components import COMPONENTS
 from wavegraph.http.context import ACK_TIMEOUT_S, ApiContext
 from wavegraph.http.errors import EXCEPTION_HANDLERS
 from wavegraph.http.health import HealthCache, healthz
@@ -57,7 +58,11 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
             await producer.start()
             client = redis_client(settings.redis)
             stack.push_async_callback(client.aclose)
-            app.state.ctx = ApiContext(
+            pool = await pg_pool(settings.postgres, min_size=0, max_size=4)  # connects on first use
+            stack.push_async_callback(pool.close)
+            driver = neo4j_driver(settings.neo4j, retries=True)
+            stack.push_async_callback(driver.close)
+            app.state.ctx = ctx = ApiContext(
                 settings=settings,
                 producer=producer,
                 redis=client,
@@ -65,9 +70,13 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
                 send_queue=SendQueue(settings.http.send_queue),
                 breaker=BreakerGate(client, ttl_s=BREAKER_CACHE_S),
                 health=HealthCache(settings.http.health_cache_s),
+                pg=pool,
+                neo4j=driver,
                 ack_timeout_s=ack_timeout_s,
             )
             stack.callback(delattr, app.state, "ctx")
+            for component in COMPONENTS:
+                await component.start(ctx, stack)
             log.info("wavegraph API ready: producing to %s", settings.kafka.topics.edges)
             yield
 
@@ -77,6 +86,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
         Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
         Route("/openapi.json", openapi_endpoint, methods=["GET"], name="openapi"),
         Route("/docs", docs_endpoint, methods=["GET"], name="docs"),
+        *(route for component in COMPONENTS for route in component.ROUTES),
     ]
     middleware = [Middleware(RequestContextMiddleware)]
     if settings.http.cors_origins:

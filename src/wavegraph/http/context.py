@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from neo4j import AsyncDriver
 from starlette.requests import Request
 
 from wavegraph.http.auth import Authenticator
@@ -22,6 +24,9 @@ KAFKA_RETRY_AFTER_S = 5.0  # Retry-After of a 503 when Kafka does not answer
 
 @dataclass(frozen=True)
 class ApiContext:
+    """``pg`` connects lazily (``min_size=0``) and ``neo4j`` on first use, so the ingest API starts
+    without PostgreSQL or Neo4j; the read-side routes answer 503 while they are unreachable."""
+
     settings: Settings
     producer: AIOKafkaProducer
     redis: aioredis.Redis
@@ -29,7 +34,11 @@ class ApiContext:
     send_queue: SendQueue
     breaker: BreakerGate
     health: HealthCache
+    pg: asyncpg.Pool
+    neo4j: AsyncDriver
     ack_timeout_s: float = ACK_TIMEOUT_S
+    # what each read-side component (search, explain, stats, cache) keeps, under its own name
+    components: dict[str, Any] = field(default_factory=dict)
 
 
 def context(request: Request) -> ApiContext:

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, Response
 
 import wavegraph
 from wavegraph.events import EdgeEvent
+from wavegraph.http.components import COMPONENTS
 from wavegraph.http.responses import ORJSONResponse
 
 _REF_TEMPLATE = "#/components/schemas/{model}"
@@ -121,6 +122,7 @@ def openapi_spec() -> dict[str, Any]:
             "/metrics": _plain("Prometheus metrics", "text/plain", "metrics in the text exposition format"),
             "/openapi.json": _plain("This document", "application/json", "the OpenAPI document"),
             "/docs": _plain("This document as HTML", "text/html", "an HTML page"),
+            **{path: item for component in COMPONENTS for path, item in component.OPENAPI.items()},
         },
         "components": {
             "schemas": schemas,
