@@ -20,7 +20,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from wavegraph.clients import make_producer, neo4j_driver, pg_pool, redis_client
 from wavegraph.http.auth import Authenticator
@@ -32,7 +33,7 @@ from wavegraph.http.health import HealthCache, healthz
 from wavegraph.http.ingest import ingest_edges
 from wavegraph.http.metrics_route import check_metrics_key, metrics_endpoint
 from wavegraph.http.middleware import RequestContextMiddleware
-from wavegraph.http.openapi import docs_endpoint, openapi_endpoint
+from wavegraph.http.openapi import SWAGGER_STATIC, docs_endpoint, openapi_endpoint, swagger_ui_files
 from wavegraph.settings import Settings
 from wavegraph.streams.topics import ensure_topics
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await ensure_topics(settings.kafka, [settings.kafka.topics.edges])
+            await ensure_topics(settings.kafka, [settings.kafka.topics.edges, settings.kafka.topics.audio])
             producer = make_producer(settings.kafka, client_id="wavegraph-api")
             stack.push_async_callback(producer.stop)  # safe when start() failed, and idempotent
             await producer.start()
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, ack_timeout_s: float = ACK_TIMEOUT_S) -> S
         Route("/metrics", metrics_endpoint, methods=["GET"], name="metrics"),
         Route("/openapi.json", openapi_endpoint, methods=["GET"], name="openapi"),
         Route("/docs", docs_endpoint, methods=["GET"], name="docs"),
+        Mount(SWAGGER_STATIC, app=StaticFiles(directory=swagger_ui_files()), name="swagger-ui"),
         *(route for component in COMPONENTS for route in component.ROUTES),
     ]
     middleware = [Middleware(RequestContextMiddleware)]

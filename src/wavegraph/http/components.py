@@ -1,4 +1,4 @@
-"""The read side's components: each module contributes routes, an OpenAPI fragment and a start step.
+"""The API's components: each module contributes routes, an OpenAPI fragment and a start step.
 
 A component is a module with ``ROUTES`` (Starlette routes), ``OPENAPI`` (path → path item, merged into
 ``/openapi.json``) and ``async def start(ctx, stack)``, called by the API lifespan after the shared
@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wavegraph.http import explain, search, stats
+from wavegraph.http import explain, ingest_audio, search, stats
 
-COMPONENTS: tuple[ModuleType, ...] = (search, explain, stats)
+COMPONENTS: tuple[ModuleType, ...] = (ingest_audio, search, explain, stats)
