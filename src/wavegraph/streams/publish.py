@@ -103,12 +103,15 @@ async def publish_values(
 
 
 @dataclass(frozen=True)
-class AudioChunk:
+class AudioRecord:
+    """One audio record to publish: its headers' metadata and its raw PCM value (the processor's
+    decoded counterpart is :class:`wavegraph.processors.audio.decoder.AudioChunk`)."""
+
     meta: AudioMeta
     pcm: bytes
 
 
-def wav_chunks(path: Path, tenant: str, stream_id: str, chunk_s: float = 2.0) -> Iterator[AudioChunk]:
+def wav_chunks(path: Path, tenant: str, stream_id: str, chunk_s: float = 2.0) -> Iterator[AudioRecord]:
     """Split a 16-bit PCM WAV into raw-PCM chunks of ``chunk_s`` seconds, then an end-of-stream marker."""
     with wave.open(str(path), "rb") as wav:
         if wav.getsampwidth() != 2:
@@ -121,16 +124,16 @@ def wav_chunks(path: Path, tenant: str, stream_id: str, chunk_s: float = 2.0) ->
             if not data:
                 break
             meta = AudioMeta(tenant=tenant, stream_id=stream_id, seq=seq, sample_rate=rate, channels=channels)
-            yield AudioChunk(meta, data)
+            yield AudioRecord(meta, data)
             seq += 1
-    yield AudioChunk(
+    yield AudioRecord(
         AudioMeta(tenant=tenant, stream_id=stream_id, seq=seq, sample_rate=rate, channels=channels, eos=True),
         b"",
     )
 
 
 async def publish_audio(
-    kafka: KafkaSettings, chunks: Iterable[AudioChunk], progress: Progress | None = None
+    kafka: KafkaSettings, chunks: Iterable[AudioRecord], progress: Progress | None = None
 ) -> int:
     """Send audio chunks keyed by stream id (one partition per stream keeps them in order)."""
     producer = make_producer(kafka, linger_ms=5)

@@ -30,8 +30,8 @@ from contextlib import AsyncExitStack
 from wavegraph.clients import make_producer
 from wavegraph.processors.asr.engine import Transcriber
 from wavegraph.processors.audio.decoder import AudioDecoder
-from wavegraph.processors.audio.sink import AudioSink, Embedder
-from wavegraph.processors.embed_text import TextEmbedder
+from wavegraph.processors.audio.sink import AudioSink
+from wavegraph.processors.embed_text import Embedder, TextEmbedder
 from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import TranscriptStore
 from wavegraph.streams.pipeline import run_pipeline

@@ -68,7 +68,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -86,6 +86,7 @@ from wavegraph.processors.audio.cursor import (
     window_refs,
 )
 from wavegraph.processors.audio.decoder import AudioChunk
+from wavegraph.processors.embed_text import Embedder
 from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import (
     DATA_ERRORS,
@@ -100,10 +101,6 @@ log = logging.getLogger(__name__)
 _ASR_OUTAGES = (MissingPrerequisite, ModelCorrupt, MemoryError, BrokenExecutor)
 _EMBED_OUTAGES = (MissingPrerequisite, MemoryError)
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
-
-
-class Embedder(Protocol):
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @dataclass

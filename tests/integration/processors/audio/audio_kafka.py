@@ -23,7 +23,7 @@ from pgvector.asyncpg import register_vector
 
 from wavegraph.clients import make_producer
 from wavegraph.processors.audio.pipeline import run_audio
-from wavegraph.processors.audio.sink import Embedder
+from wavegraph.processors.embed_text import Embedder
 from wavegraph.settings import Settings
 from wavegraph.streams.publish import wav_chunks
 from wavegraph.streams.topics import delete_topics, ensure_topics

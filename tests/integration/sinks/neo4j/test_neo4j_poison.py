@@ -3,14 +3,10 @@ the real Neo4j."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from aiobreaker import CircuitBreakerState
 from neo4j import AsyncDriver
 
-from wavegraph.clients import neo4j_driver
 from wavegraph.errors import SinkFatalError
 from wavegraph.events import EdgeEvent
 from wavegraph.settings import Settings
@@ -20,22 +16,6 @@ from wavegraph.streams.sink import Item
 from .test_neo4j_sink import graph, unchecked
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-async def driver(services: Settings) -> AsyncIterator[AsyncDriver]:
-    drv = neo4j_driver(services.neo4j)
-    yield drv
-    await drv.close()
-
-
-@pytest.fixture
-async def tenant(driver: AsyncDriver) -> AsyncIterator[str]:
-    name = f"t{uuid.uuid4().hex[:12]}"
-    yield name
-    await driver.execute_query(
-        "MATCH (n) WHERE (n:Node OR n:EdgeTombstone) AND n.tenant = $t DETACH DELETE n", t=name
-    )
 
 
 def items(events: list[EdgeEvent], partition: int = 0) -> list[Item[EdgeEvent]]:

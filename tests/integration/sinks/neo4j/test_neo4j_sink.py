@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from neo4j import AsyncDriver
@@ -19,24 +17,6 @@ from wavegraph.sinks.neo4j import Neo4jEdgeSink
 from wavegraph.streams.sink import Item
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-async def driver(services: Settings) -> AsyncIterator[AsyncDriver]:
-    drv = neo4j_driver(services.neo4j)
-    yield drv
-    await drv.close()
-
-
-@pytest.fixture
-def tenant() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-async def cleanup(driver: AsyncDriver, tenant: str) -> AsyncIterator[None]:
-    yield
-    await driver.execute_query("MATCH (n:Node {tenant: $t}) DETACH DELETE n", t=tenant)
 
 
 def unchecked(**fields: object) -> EdgeEvent:
@@ -60,7 +40,7 @@ async def graph(driver: AsyncDriver, tenant: str) -> list[tuple[str, str, str, f
 
 
 async def test_batches_merge_idempotently_and_newest_event_wins(
-    services: Settings, driver: AsyncDriver, tenant: str, cleanup: None
+    services: Settings, driver: AsyncDriver, tenant: str
 ) -> None:
     sink = Neo4jEdgeSink(driver, services.ingest)
     events = [
@@ -84,9 +64,7 @@ async def test_batches_merge_idempotently_and_newest_event_wins(
     assert nodes[0][0] == len({e.src for e in events} | {e.dst for e in events})
 
 
-async def test_delete_removes_the_edge(
-    services: Settings, driver: AsyncDriver, tenant: str, cleanup: None
-) -> None:
+async def test_delete_removes_the_edge(services: Settings, driver: AsyncDriver, tenant: str) -> None:
     sink = Neo4jEdgeSink(driver, services.ingest)
     up = EdgeEvent(tenant=tenant, src="a", dst="b", ts=1.0)
     await sink.write(items([up]))
@@ -97,7 +75,7 @@ async def test_delete_removes_the_edge(
 
 
 async def test_a_row_neo4j_refuses_is_rejected_and_the_rest_written(
-    services: Settings, driver: AsyncDriver, tenant: str, cleanup: None
+    services: Settings, driver: AsyncDriver, tenant: str
 ) -> None:
     sink = Neo4jEdgeSink(driver, services.ingest)
     good = [EdgeEvent(tenant=tenant, src=f"s{i}", dst=f"d{i}", ts=1.0) for i in range(20)]
@@ -116,7 +94,7 @@ def _free_port() -> int:
 
 
 async def test_breaker_opens_on_an_unreachable_neo4j_then_half_opens_and_closes(
-    services: Settings, driver: AsyncDriver, tenant: str, cleanup: None
+    services: Settings, driver: AsyncDriver, tenant: str
 ) -> None:
     """The outage is real: the sink's driver points at a port where nothing listens."""
     ingest = services.ingest.model_copy(
