@@ -69,6 +69,7 @@ async def test_delete_removes_the_edge(services: Settings, driver: AsyncDriver, 
     up = EdgeEvent(tenant=tenant, src="a", dst="b", ts=1.0)
     await sink.write(items([up]))
     await sink.flush()
+    assert await graph(driver, tenant) == [("a", "LINKS", "b", 1.0)]  # it was there before the delete
     await sink.write(items([EdgeEvent(tenant=tenant, src="a", dst="b", ts=2.0, op="delete")]))
     await sink.flush()
     assert await graph(driver, tenant) == []
