@@ -314,9 +314,9 @@ class Neo4jEdgeSink:
                         f"Neo4j refused every write ({_reason(exc)}); "
                         "fix the credentials, the database name or its access mode, then restart"
                     ) from exc
-                metrics.NEO4J_RETRIES.inc()
                 if attempt + 1 == attempts:
                     raise _Transient(str(exc)) from exc
+                metrics.NEO4J_RETRIES.inc()
                 await asyncio.sleep(self.ingest.retry_backoff_s * (2**attempt))
 
     async def heartbeat(self, stop: asyncio.Event) -> None:

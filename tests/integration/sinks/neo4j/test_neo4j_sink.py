@@ -127,3 +127,23 @@ async def test_full_buffer_pushes_back(services: Settings, driver: AsyncDriver, 
     assert metrics.REGISTRY.get_sample_value("ingest_queue_fill_ratio") == pytest.approx(0.8)
     with pytest.raises(SinkBackpressureError, match="buffer is full"):
         await sink.write(items([EdgeEvent(tenant=tenant, src="c", dst=f"d{i}", ts=1.0) for i in range(5)]))
+
+
+async def test_outage_errors_are_retried_with_backoff_before_one_breaker_failure(
+    services: Settings, tenant: str
+) -> None:
+    """A real outage (nothing listens on the port): each flush retries ``retry_attempts`` times, then
+    counts one breaker failure; without the retries this counter would not move."""
+    ingest = services.ingest.model_copy(update={"retry_attempts": 2, "retry_backoff_s": 0.01})
+    dead = neo4j_driver(services.neo4j.model_copy(update={"bolt_port": _free_port()}))
+    sink = Neo4jEdgeSink(dead, ingest)
+    before = metrics.REGISTRY.get_sample_value("wavegraph_neo4j_retries_total") or 0.0
+    try:
+        await sink.write(items([EdgeEvent(tenant=tenant, src="a", dst="b", ts=1.0)]))
+        with pytest.raises(SinkBackpressureError, match="neo4j unavailable"):
+            await sink.flush()
+    finally:
+        await dead.close()
+    after = metrics.REGISTRY.get_sample_value("wavegraph_neo4j_retries_total") or 0.0
+    assert after - before == 2
+    assert sink.breaker.fail_counter == 1
