@@ -29,6 +29,7 @@ def _register() -> None:
         bench,
         chaos,
         config,
+        dp,
         graph,
         loadtest,
         migrate,
@@ -49,6 +50,7 @@ def _register() -> None:
     app.add_typer(graph.app, name="graph")
     app.add_typer(loadtest.app, name="loadtest")
     app.add_typer(chaos.app, name="chaos")
+    app.add_typer(dp.app, name="dp")
     app.command("demo", help="Run the pipeline on sample data against the local services.")(run.demo_command)
     app.command("transcribe", help="Transcribe a WAV file offline (no Kafka): text, segments, device, xRT.")(
         transcribe_command
