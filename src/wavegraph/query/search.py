@@ -6,7 +6,8 @@
 - **FAISS hits are checked against PostgreSQL** (the source of truth): one query attaches text and
   metadata and drops ids deleted since the index was built. With ``filters`` (a JSON object the row's
   metadata must contain) FAISS returns ``max(k_prime, 4k)`` candidates that PostgreSQL filters; if fewer
-  than ``k`` survive while FAISS had more to give, that query is answered by pgvector (exact filtering).
+  than ``k`` survive while FAISS had more to give, or FAISS holds no row of the tenant at all (a tenant
+  newer than the build), that query is answered by pgvector (exact filtering, committed rows).
 - **Scores** are cosine similarities (1 - pgvector's cosine distance; FAISS's inner product of unit
   vectors), higher is nearer; hits are sorted best first.
 - **Text** is embedded with the :class:`~wavegraph.processors.embed_text.TextEmbedder` in a worker thread
@@ -21,6 +22,17 @@
   stamp computed from the rows read), persisted, and the stamp written. Upserts move ``updated_at`` and
   deletes change the count, so any write since the build is seen; writes the index also received make it
   look stale too, which costs a rebuild, never a wrong answer.
+- **Freshness of queries (issue 12: searchable within 2 s of being stored).** FAISS is not updated
+  incrementally; instead queries **fall back to pgvector while FAISS lags**. At most every
+  ``freshness_s`` (default :data:`FRESHNESS_S` = 1 s; 0 = before every query) a query compares
+  PostgreSQL's stamp with the stamp the loaded index was built from; on any difference FAISS is marked
+  not ready, that query and the next go to pgvector (which reads the committed rows), and a tracked
+  background rebuild brings FAISS back. A row is thus answered by vector search at most ``freshness_s``
+  after its commit (plus the query), 1 s by default. The stamp costs one ``count(*)`` + ``max(updated_at)``
+  over the table (~1 ms at 10,000 rows), paid by at most one query per interval. The lexical half of
+  ``/v1/search`` reads ``transcript_segments`` directly and is fresh at commit.
+- **Embedder seam.** ``embedder`` is any object with ``embed(texts) -> (n, dim)`` (:class:`Embedder`),
+  so an LMDB-cached embedder can be passed later without touching this module.
 """
 
 from __future__ import annotations
@@ -49,9 +61,12 @@ log = logging.getLogger(__name__)
 
 Source = Literal["faiss", "pgvector"]
 STAMP_FILE = "source_stamp.json"
+FRESHNESS_S = 1.0  # how often a query checks that FAISS still matches PostgreSQL
 
 
 class Embedder(Protocol):
+    """Unit-norm text embeddings: ``embed(texts)`` -> float32 ``(len(texts), dim)``."""
+
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
@@ -82,8 +97,15 @@ class SearchService:
         store: PgVectorStore,
         index: HybridIndex | None = None,
         embedder: Embedder | None = None,
+        *,
+        freshness_s: float = FRESHNESS_S,
     ) -> None:
+        if freshness_s < 0:
+            raise ValueError(f"freshness_s must be >= 0, got {freshness_s}")
         self.settings = settings
+        self.freshness_s = freshness_s
+        self._built: SourceStamp | None = None  # what the loaded FAISS index was built from
+        self._checked_at = 0.0  # time.monotonic() of the last freshness check
         self.store = store
         self.index = index
         self.embedder = embedder
@@ -98,7 +120,12 @@ class SearchService:
     # --- lifecycle ----------------------------------------------------------------------------
     @classmethod
     async def open(
-        cls, settings: Settings, store: PgVectorStore, embedder: Embedder | None = None
+        cls,
+        settings: Settings,
+        store: PgVectorStore,
+        embedder: Embedder | None = None,
+        *,
+        freshness_s: float = FRESHNESS_S,
     ) -> SearchService:
         """A service on ``store`` with the FAISS index of ``settings.vector.index_dir`` (loaded, or empty
         until :meth:`start` rebuilds it) when ``settings.vector.backend`` is ``"faiss"``, else pgvector
@@ -107,7 +134,7 @@ class SearchService:
         if settings.vector.backend == "faiss":
             params = HybridParams.from_settings(settings.vector)
             index = await asyncio.to_thread(HybridIndex.open, Path(settings.vector.index_dir), params)
-        service = cls(settings, store, index, embedder)
+        service = cls(settings, store, index, embedder, freshness_s=freshness_s)
         service._owns_index = index is not None
         return service
 
@@ -129,6 +156,8 @@ class SearchService:
         if wait:
             await self.refresh()
         elif self._task is None or self._task.done():
+            if self._task is not None and not self._task.cancelled() and self._task.exception() is not None:
+                log.error("FAISS index refresh failed; retrying", exc_info=self._task.exception())
             self._task = asyncio.create_task(self.refresh(), name="wavegraph-faiss-refresh")
 
     async def wait_ready(self) -> bool:
@@ -173,11 +202,15 @@ class SearchService:
             current = await self.store.stamp()
             saved = self._read_stamp()
             if not force and saved == current and len(self.index) == current.count:
+                self._built = current
+                self._checked_at = time.monotonic()
                 self._faiss_ready = True
                 return False
             self._faiss_ready = False
             stamp = await self._rebuild()
             self._write_stamp(stamp)
+            self._built = stamp
+            self._checked_at = time.monotonic()
             self._faiss_ready = True
             log.info("FAISS index rebuilt from PostgreSQL: %d rows", stamp.count)
             return True
@@ -241,6 +274,7 @@ class SearchService:
         if filters is not None and not isinstance(filters, Mapping):
             raise ValueError("filters must be a JSON object (mapping)")
         vec = check_vector(vector, self.dim) if text is None else await self.embed(text)
+        await self._check_fresh()
         if self.backend == "faiss":
             started = time.perf_counter()
             hits = await self._search_faiss(tenant, vec, k, kind, filters)
@@ -251,6 +285,22 @@ class SearchService:
         hits = await self._search_pgvector(tenant, vec, k, kind, filters)
         metrics.SEARCH_QUERY_MS.labels("pgvector").observe((time.perf_counter() - started) * 1000)
         return hits
+
+    async def _check_fresh(self) -> None:
+        """Every ``freshness_s``: if PostgreSQL moved past the index's stamp, answer from pgvector and
+        rebuild FAISS in the background (see the module doc)."""
+        if not self.faiss_ready or time.monotonic() - self._checked_at < self.freshness_s:
+            return
+        self._checked_at = time.monotonic()
+        current = await self.store.stamp()
+        if current != self._built and self.faiss_ready:
+            log.info(
+                "FAISS lags PostgreSQL (%s, built from %s): pgvector answers until rebuilt",
+                current,
+                self._built,
+            )
+            self._faiss_ready = False
+            await self.start(wait=False)
 
     async def _search_pgvector(
         self, tenant: str, vec: np.ndarray, k: int, kind: str | None, filters: Mapping[str, Any] | None
@@ -270,8 +320,10 @@ class SearchService:
         hits = [
             Hit(h.id, h.kind, h.score, "faiss", *rows[(h.kind, h.id)]) for h in raw if (h.kind, h.id) in rows
         ][:k]
-        if len(hits) < k and len(raw) >= want:
-            return None  # filtered or deleted away while FAISS had more candidates: ask pgvector
+        if not raw or (len(hits) < k and len(raw) >= want):
+            # FAISS knows no row of this tenant (maybe newer than the build), or rows were filtered or
+            # deleted away while FAISS had more candidates: pgvector is exact and reads what is committed.
+            return None
         return hits
 
 
