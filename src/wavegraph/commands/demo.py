@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -79,9 +80,6 @@ async def _edges(settings: Settings, console: Console) -> dict[str, Any]:
             p=run + ":",
         )
         graph_rows = [(r["s"], r["d"], r["w"]) for r in records]
-        await driver.execute_query(
-            "MATCH (n:Node {tenant: 'acme'}) WHERE n.id STARTS WITH $p DETACH DELETE n", p=run + ":"
-        )
     finally:
         stop.set()
         stats = await task
@@ -149,6 +147,75 @@ async def _audio(settings: Settings, console: Console) -> dict[str, Any]:
     }
 
 
+async def _read_side(settings: Settings, console: Console, run: str, top_node: str) -> dict[str, Any]:
+    """The HTTP read side, in process: a search for a JFK phrase and the explanation of the top node."""
+    import httpx
+
+    from wavegraph.clients import neo4j_driver
+    from wavegraph.http import create_app
+
+    local = settings.model_copy(update={"http": settings.http.model_copy(update={"allow_dev_keys": True})})
+    key = next((k for k, t in local.http.api_keys.items() if t == "acme"), None)
+    if key is None:
+        raise RuntimeError("the demo needs an API key of tenant acme in http.api_keys")
+    headers = {"Authorization": f"Bearer {key}"}
+    app = create_app(local)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://demo", timeout=60) as client:
+                search = await client.get(
+                    "/v1/search",
+                    params={"q": "ask what you can do for your country", "k": 5},
+                    headers=headers,
+                )
+                explain = await client.get(f"/v1/explain/{top_node}", params={"limit": 25}, headers=headers)
+    finally:
+        driver = neo4j_driver(settings.neo4j)
+        await driver.execute_query(
+            "MATCH (n:Node {tenant: 'acme'}) WHERE n.id STARTS WITH $p DETACH DELETE n", p=run + ":"
+        )
+        await driver.close()
+    if search.status_code != 200 or explain.status_code != 200:
+        raise RuntimeError(
+            f"read side: search {search.status_code} {search.text[:200]}, explain "
+            f"{explain.status_code} {explain.text[:200]}"
+        )
+    return {"search": search.json(), "explain": explain.json()}
+
+
+def _html_report(path: Path, top: list[tuple[str, float]], read: dict[str, Any], transcript: str) -> Path:
+    import base64
+    import html
+
+    esc = html.escape
+    hits = "".join(
+        f"<tr><td>{h.get('score', 0):.3f}</td><td>{esc(str(h.get('source')))}</td>"
+        f"<td>{esc(str(h.get('stream_id', h.get('node', ''))))}</td>"
+        f"<td>{h.get('start_s', 0):.1f}–{h.get('end_s', 0):.1f} s</td>"
+        f"<td>{esc(str(h.get('text', '')))}</td></tr>"
+        for h in read["search"]["hits"]
+    )
+    ranks = "".join(f"<tr><td>{esc(n.split(':', 1)[1])}</td><td>{s:.4f}</td></tr>" for n, s in top)
+    svg = base64.b64decode(read["explain"]["svg"]).decode()
+    node = esc(read["explain"]["node"].split(":", 1)[-1])
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>wavegraph demo</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:auto}td,th{padding:2px 8px;text-align:left}"
+        "</style></head><body><h1>wavegraph demo</h1>"
+        f"<h2>Transcript (JFK sample)</h2><p><i>{esc(transcript)}</i></p>"
+        "<h2>Search: “ask what you can do for your country”</h2>"
+        f"<table><tr><th>score</th><th>source</th><th>stream</th><th>when</th><th>text</th></tr>{hits}</table>"
+        f"<h2>Explain: {node}</h2>{svg}"
+        "<h2>PageRank (Les Misérables)</h2>"
+        f"<table><tr><th>character</th><th>PageRank</th></tr>{ranks}</table>"
+        "</body></html>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path
+
+
 def run_demo(settings: Settings, console: Console | None = None) -> dict[str, Any]:
     console = console or Console()
     console.rule("[bold]1-2. edges → Kafka → edge processor → Neo4j")
@@ -163,6 +230,22 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict[str, An
     tr = asyncio.run(_audio(settings, console))
     console.print(f"[italic]{tr['text']}[/]")
     console.print(f"{tr['windows']} window(s), model {tr['model']} on {tr['device']}: xRT {tr['xrt']:.3f}")
+    console.rule("[bold]5. the read side over HTTP: search and explain")
+    read = asyncio.run(_read_side(settings, console, edges["run"], top[0][0]))
+    hits = Table("score", "source", "stream", "when", "text", title="GET /v1/search")
+    for h in read["search"]["hits"]:
+        hits.add_row(
+            f"{h['score']:.3f}", str(h["source"]), str(h.get("stream_id", "")),
+            f"{h.get('start_s', 0):.1f}–{h.get('end_s', 0):.1f} s", str(h.get("text", ""))[:60],
+        )  # fmt: skip
+    console.print(hits)
+    ex = read["explain"]
+    console.print(
+        f"GET /v1/explain/{ex['node'].split(':', 1)[-1]}: {len(ex['nodes'])} nodes, "
+        f"{len(ex['edges'])} edges, {len(ex['attn'])} attention weights"
+    )
+    report = _html_report(settings.services.state_dir / "demo-report.html", top, read, tr["text"].strip())
+    console.print(f"report: [bold]{report.resolve()}[/]")
     summary = {
         "edges_sent": edges["sent"],
         "edges_in_neo4j": edges["in_neo4j"],
@@ -170,6 +253,8 @@ def run_demo(settings: Settings, console: Console | None = None) -> dict[str, An
         "top_node": top[0][0] if top else None,
         "transcript": tr["text"].strip(),
         "xrt": tr["xrt"],
+        "search_hits": len(read["search"]["hits"]),
+        "report": str(report),
     }
     console.rule("[bold]summary")
     console.print(summary)
