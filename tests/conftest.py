@@ -16,6 +16,9 @@ _runtime = Path(tempfile.gettempdir()) / f"wavegraph-runtime-{os.getuid()}"
 _runtime.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime))
 os.environ.setdefault("WAVEGRAPH_HTTP__ALLOW_DEV_KEYS", "true")  # the tests use the dev-key-* API keys
+# The response cache answers from Redis for up to its TTL; tests that write then read the same query
+# would see the older answer. The cache's own tests switch it on (with a key prefix of their own).
+os.environ.setdefault("WAVEGRAPH_CACHE__ENABLED", "false")
 
 from wavegraph.settings import Settings, load_settings  # noqa: E402
 

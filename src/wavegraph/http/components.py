@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from wavegraph.http import explain, ingest_audio, search, stats
+from wavegraph.http import cache, explain, ingest_audio, search, stats
 
-COMPONENTS: tuple[ModuleType, ...] = (ingest_audio, search, explain, stats)
+COMPONENTS: tuple[ModuleType, ...] = (ingest_audio, cache, search, explain, stats)

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from wavegraph.http import ui
+from wavegraph.http.cache import cached
 from wavegraph.http.context import ApiContext, context
 from wavegraph.http.errors import ApiError
 from wavegraph.http.responses import ORJSONResponse
@@ -163,7 +164,7 @@ OPENAPI: dict[str, Any] = {
 }
 
 ROUTES: list[BaseRoute] = [
-    Route("/v1/explain/{node:path}", explain_node, methods=["GET"], name="explain"),
+    Route("/v1/explain/{node:path}", cached(explain_node, kind="explain"), methods=["GET"], name="explain"),
     *ui.ROUTES,
 ]
 

@@ -73,6 +73,8 @@ class HealthCache:
 async def probe(ctx: ApiContext) -> dict[str, Any]:
     """Run every check concurrently (each within ``CHECK_TIMEOUT_S``) and build the body."""
     checks: dict[str, Check] = {"kafka": check_kafka, "redis": check_redis, "breaker": check_breaker}
+    if "cache" in ctx.components:
+        checks["cache"] = check_cache
     results = await asyncio.gather(*(_timed(check, ctx) for check in checks.values()))
     healthy = all(r["ok"] for r in results)
     return {"status": "ok" if healthy else "degraded", "checks": dict(zip(checks, results, strict=True))}
@@ -98,6 +100,12 @@ async def check_kafka(ctx: ApiContext) -> dict[str, Any]:
     if not partitions:
         return {"ok": False, "detail": f"{brokers} broker(s), topic {topic} missing"}
     return {"ok": True, "detail": f"{brokers} broker(s), {topic}: {len(partitions)} partition(s)"}
+
+
+async def check_cache(ctx: ApiContext) -> dict[str, Any]:
+    """The response cache: ``ok`` is false while Redis fails (answers then go uncached, still correct)."""
+    health: dict[str, Any] = ctx.components["cache"].health()
+    return health
 
 
 async def check_redis(ctx: ApiContext) -> dict[str, Any]:

@@ -34,10 +34,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from wavegraph.errors import MissingPrerequisite
+from wavegraph.http.cache import cached
 from wavegraph.http.context import ApiContext, context
 from wavegraph.http.errors import ApiError
 from wavegraph.http.ingest import read_body
 from wavegraph.http.responses import ORJSONResponse
+from wavegraph.query.embedding_cache import EmbeddingCache
 from wavegraph.query.hybrid import KINDS, MODES, HybridSearch, Kind, Mode, SearchResult
 from wavegraph.query.search import SearchService
 from wavegraph.sinks.faiss_index import IndexCorrupt
@@ -166,7 +168,9 @@ def _answer(result: SearchResult, k: int, started: float) -> dict[str, Any]:
     }
 
 
-ROUTES: list[BaseRoute] = [Route("/v1/search", search_endpoint, methods=["GET", "POST"], name="search")]
+ROUTES: list[BaseRoute] = [
+    Route("/v1/search", cached(search_endpoint, kind="search"), methods=["GET", "POST"], name="search")
+]
 
 
 async def start(ctx: ApiContext, stack: AsyncExitStack) -> None:
@@ -177,7 +181,10 @@ async def start(ctx: ApiContext, stack: AsyncExitStack) -> None:
     try:
         from wavegraph.processors.embed_text import TextEmbedder
 
-        embedder = await asyncio.to_thread(TextEmbedder)
+        model = await asyncio.to_thread(TextEmbedder)
+        # query embeddings shared by every API process of the host, bounded in bytes (LMDB)
+        embedder = EmbeddingCache.from_settings(settings, model)
+        stack.callback(embedder.close)
     except MissingPrerequisite as exc:
         log.error("search: no text embedder (%s); text queries other than lexical answer 503", exc)
     store = PgVectorStore(settings, pool=ctx.pg)

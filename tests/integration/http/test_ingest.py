@@ -281,7 +281,7 @@ async def test_healthz_metrics_openapi_and_json_errors(services: Settings, topic
         missing = await client.get("/no/such/route")
         wrong_method = await client.get(URL)
     checks = health.json()["checks"]
-    assert set(checks) == {"kafka", "redis", "breaker"}
+    assert set(checks) == {"kafka", "redis", "breaker", "cache"}
     assert all(c["ok"] for c in checks.values()), checks  # the real services are up: 200
     assert health.status_code == 200
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")

@@ -1,0 +1,94 @@
+"""The PI TTL controller's maths: the anti-windup clamp, the control law, the TTL bounds, convergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from wavegraph.query.ttl_controller import LOG_GAIN, PiGains, TtlController
+from wavegraph.settings import PidSettings
+
+
+def test_gains_come_from_the_pid_block() -> None:
+    gains = PiGains.from_settings(PidSettings())
+    assert (gains.target, gains.kp, gains.ki, gains.i_max) == (0.45, 0.4, 0.05, 5.0)
+    assert (gains.ttl_min_s, gains.ttl_max_s) == (1.0, 86_400.0)
+
+
+def test_one_step_follows_the_documented_formula() -> None:
+    c = TtlController(PiGains(), 60.0)
+    step = c.update(hits=25, lookups=100)  # h = 0.25, e = 0.2, Δt = 1 interval
+    assert step.hit_ratio == pytest.approx(0.25)
+    assert step.error == pytest.approx(0.2)
+    assert step.integral == pytest.approx(0.2)
+    assert step.u == pytest.approx(0.4 * 0.2 + 0.05 * 0.2)
+    assert step.ttl_s == pytest.approx(60.0 * math.exp(LOG_GAIN * step.u))
+    assert c.ttl_s == step.ttl_s
+
+
+def test_too_many_hits_shorten_the_ttl() -> None:
+    c = TtlController(PiGains(), 60.0)
+    assert c.update(90, 100).ttl_s < 60.0
+
+
+def test_the_integral_is_clamped_and_the_ttl_stays_in_bounds() -> None:
+    gains = PiGains()
+    c = TtlController(gains, 60.0)
+    for _ in range(500):
+        step = c.update(0, 100)  # never a hit: e = 0.45 every interval
+        assert -gains.i_max <= step.integral <= gains.i_max
+    assert step.integral == gains.i_max
+    assert c.ttl_s == pytest.approx(gains.ttl_max_s)
+    for _ in range(500):
+        step = c.update(100, 100)
+    assert step.integral == -gains.i_max
+    assert c.ttl_s == pytest.approx(gains.ttl_min_s)
+
+
+def test_no_windup_at_the_bound_a_reversal_acts_at_once() -> None:
+    """After a long saturation at 24 h, the first intervals of too many hits bring the TTL down."""
+    c = TtlController(PiGains(), 60.0)
+    for _ in range(1000):
+        c.update(0, 100)
+    ttls = [c.update(100, 100).ttl_s for _ in range(3)]
+    assert ttls[0] < 86_400.0 and ttls[1] < ttls[0] and ttls[2] < ttls[1]
+
+
+def test_an_empty_interval_holds_the_state() -> None:
+    c = TtlController(PiGains(), 60.0)
+    c.update(10, 100)
+    before = (c.ttl_s, c.integral)
+    step = c.update(0, 0)
+    assert step.hit_ratio is None
+    assert (c.ttl_s, c.integral) == before
+
+
+@pytest.mark.parametrize(("hits", "lookups"), [(-1, 10), (11, 10), (0, -1)])
+def test_impossible_counts_are_refused(hits: int, lookups: int) -> None:
+    with pytest.raises(ValueError):
+        TtlController(PiGains(), 60.0).update(hits, lookups)
+
+
+def test_a_restored_state_keeps_its_ttl() -> None:
+    c = TtlController(PiGains(), 123.0, integral=2.0)
+    assert c.ttl_s == pytest.approx(123.0)
+    assert c.integral == 2.0
+
+
+@pytest.mark.parametrize("needed_ttl_s", [3.0, 40.0, 2_000.0])
+def test_it_converges_on_a_static_plant_without_overshoot_beyond_5pct(needed_ttl_s: float) -> None:
+    """A hit ratio linear in ln T (slope 0.13, as measured on the bench traces), one interval of delay."""
+    gains = PiGains()
+    c = TtlController(gains, 60.0)
+    hit = [0.0]
+    hits = []
+    for _ in range(150):
+        h = min(max(gains.target + 0.13 * math.log(c.ttl_s / needed_ttl_s), 0.0), 1.0)
+        hits.append(h)
+        hit[0] = h
+        c.update(round(h * 10_000), 10_000)
+    assert c.ttl_s == pytest.approx(needed_ttl_s, rel=0.02)
+    start_sign = math.copysign(1.0, gains.target - hits[0])
+    overshoot = max(0.0, max(start_sign * (h - gains.target) for h in hits))
+    assert overshoot < 0.05
