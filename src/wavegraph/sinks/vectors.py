@@ -22,8 +22,9 @@ __all__ = ["InvalidVector", "check_matrix", "check_vector"]
 def check_vector(vector: Any, dim: int, what: str = "query vector") -> np.ndarray:
     """``vector`` as a C-contiguous float32 ``(dim,)`` array, or :class:`InvalidVector` naming the problem."""
     try:
-        arr = np.asarray(vector, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+            arr = np.asarray(vector, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidVector(f"{what} is not an array of numbers: {exc}") from None
     if arr.ndim != 1:
         raise InvalidVector(f"{what} must be one vector of {dim} numbers, got an array of shape {arr.shape}")
@@ -44,8 +45,9 @@ def check_matrix(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
     """``vectors`` as a C-contiguous float32 ``(n, dim)`` array; the same checks as :func:`check_vector`
     row by row, the error naming the first bad row."""
     try:
-        arr = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+            arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidVector(f"{what} are not an array of numbers: {exc}") from None
     if arr.ndim != 2:
         raise InvalidVector(f"{what} must be a 2-D array (n, {dim}), got shape {arr.shape}")
