@@ -150,3 +150,45 @@ def ingest(quick: bool = QUICK, out: Path | None = OUT) -> None:
     from wavegraph.bench.ingest import run_ingest_bench
 
     run_ingest_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command()
+def search(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    speech: bool = typer.Option(True, "--speech/--no-speech", help="Also espeak-ng + Whisper transcripts."),
+) -> None:
+    """Search recall@5/MRR (lexical, semantic, hybrid) and p50/p95 in-process vs HTTP."""
+    from wavegraph.bench.search import run_search_bench
+
+    run_search_bench(load_settings(), quick=quick, out=out, speech=speech)
+
+
+@app.command()
+def explain(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """p95 of /v1/explain (1 and 2 hops, a node of degree ≥ 1,000) next to the bare Cypher (goal ≤ 3×)."""
+    from wavegraph.bench.explain import run_explain_bench
+
+    run_explain_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command()
+def dp(quick: bool = QUICK, out: Path | None = OUT) -> None:
+    """DP noise vs theory for every statistic (variance ratio, bias, p95) and ledger spends/s, overspend."""
+    from wavegraph.bench.dp import run_dp_bench
+
+    run_dp_bench(load_settings(), quick=quick, out=out)
+
+
+@app.command()
+def cache(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    trace: Path | None = typer.Option(
+        None, "--trace", help="One request a line: '<seconds since start> <key>'."
+    ),
+) -> None:
+    """Response-cache TTL: PI vs fixed TTL vs d-TTL on the real Redis (settled error, overshoot)."""
+    from wavegraph.bench.cache import run_cache_bench
+
+    run_cache_bench(load_settings(), trace=trace, quick=quick, out=out)
