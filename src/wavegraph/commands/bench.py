@@ -115,6 +115,18 @@ QUERIES = typer.Option(
 )
 
 
+def _int_list(value: str | None, what: str) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what}: a comma-separated list of integers, got {value!r}") from None
+    if not items or min(items) < 1:
+        raise typer.BadParameter(f"{what}: positive integers, got {value!r}")
+    return items
+
+
 @app.command()
 def ann(
     quick: bool = QUICK,
@@ -122,12 +134,31 @@ def ann(
     data: Path | None = DATA,
     queries: Path | None = QUERIES,
     k: int = typer.Option(10, "--k", min=1),
-    n: int = typer.Option(1_000_000, "--n", min=1000, help="Synthetic vectors to scale to."),
+    n: int = typer.Option(
+        1_000_000, "--n", min=0, help="Synthetic 384-d vectors to scale to in a full run (0: skip that set)."
+    ),
+    sizes: str | None = typer.Option(
+        None, "--sizes", help="Collection sizes, e.g. 2000,20000 (default: around the HNSW threshold)."
+    ),
+    dims: str = typer.Option("384,784", "--dims", help="Dimensions to run (384 uses real WordNet MiniLM)."),
+    real: bool = typer.Option(True, "--real/--synthetic", help="WordNet vectors at 384-d, or synthetic."),
 ) -> None:
-    """FAISS hybrid (HNSW + compressed rerank) vs HNSW-flat and IVF-flat: recall, latency, memory."""
+    """FAISS hybrid vs exact flat, HNSW-flat and IVF-flat below and above the HNSW threshold: recall,
+    p50/p95 latency (interleaved, same run) and memory."""
     from wavegraph.bench.ann import run_ann_bench
 
-    run_ann_bench(quick=quick, out=out, data=data, queries=queries, k=k, n=n, settings=load_settings())
+    run_ann_bench(
+        quick=quick,
+        out=out,
+        data=data,
+        queries=queries,
+        k=k,
+        n=n,
+        sizes=_int_list(sizes, "--sizes"),
+        dims=_int_list(dims, "--dims") or [384, 784],
+        real=real,
+        settings=load_settings(),
+    )
 
 
 @app.command()

@@ -60,21 +60,27 @@ def test_recall_at_10_against_exact_search(big: HybridIndex, data: tuple[np.ndar
     hits = results[0]
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert hits[0].score == pytest.approx(float(xq[0] @ xb[int(hits[0].id[1:])]), abs=2e-3)
-    assert big.search("acme", xq[0], k=10) == hits
+    single = big.search("acme", xq[0], k=10)  # the query normalised alone: equal up to the last bit
+    assert _ids(single) == _ids(hits)
+    np.testing.assert_allclose([h.score for h in single], [h.score for h in hits], rtol=1e-6)
 
 
-@pytest.mark.parametrize("exact_below", [50, 100_000], ids=["hnsw-filter", "exact"])
+@pytest.mark.parametrize(
+    ("overrides", "path"),
+    [({"exact_below": 50}, "hnsw"), ({"exact_below": 100_000, "graph_min_fraction": 1.0}, "exact")],
+    ids=["hnsw-filter", "exact"],
+)
 def test_tenant_a_never_sees_tenant_b(
-    tmp_path: Path, exact_below: int, data: tuple[np.ndarray, np.ndarray]
+    tmp_path: Path, overrides: dict[str, Any], path: str, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     xb, xq = data
-    index = _small(tmp_path / "idx", exact_below=exact_below)
+    index = _small(tmp_path / "idx", **overrides)
     index.add_batch("a", "doc", [f"a{i}" for i in range(1500)], xb[:1500])
     index.add_batch("a", "note", [f"n{i}" for i in range(300)], xb[1500:1800])
     # Tenant B holds the queries themselves: the best possible matches for every query.
     index.add_batch("b", "doc", [f"b{i}" for i in range(NQ)], xq)
     index.add_batch("b", "doc", [f"b{i}" for i in range(NQ, 2000)], xb[2000:3800])
-    assert index.trained
+    assert index.trained and index.path(index.count("a")) == path
     for hits in index.search_batch("a", xq[:50], k=20):
         assert len(hits) == 20 and all(h.tenant == "a" and h.id[0] in "an" for h in hits)
     for hits in index.search_batch("a", xq[:50], k=20, kind="note"):
@@ -166,7 +172,7 @@ def test_rebuild_from_rows(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) 
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
         "g1-s1.hnsw",
         "g1-s1.rows.npz",
-        "g1.f16",
+        "g1.f16.faiss",
         "manifest.json",
     ]
     assert HybridIndex.load(tmp_path / "idx").search("b", xb[3], k=1) == hits
@@ -224,6 +230,223 @@ def test_params_from_settings() -> None:
     assert params.candidates(10) == 80 and params.candidates(100) == 200
 
 
+def _reference(index: HybridIndex, tenant: str, kind: str | None = None) -> tuple[list[str], np.ndarray]:
+    """The ids and float64 copies of what the index stores for a filter (float16 unit rows), after checking
+    that they are the added vectors normalised, to float16 precision."""
+    ids, rows = [], []
+    for t, kd, key, vector in index.rows():
+        if t == tenant and kind in (None, kd):
+            ids.append(key)
+            rows.append(vector)
+    return ids, np.asarray(rows, dtype=np.float64)
+
+
+def _assert_exact(hits: list[Hit], query: np.ndarray, ids: list[str], stored: np.ndarray, k: int) -> None:
+    """``hits`` is an exact top-k over ``stored`` by float64 brute force: its scores are the reference's
+    top scores, each hit's reference score is its reported score (so any order among exact ties is
+    accepted), and no id repeats."""
+    q = query.astype(np.float64) / np.linalg.norm(query)
+    scores = stored @ q
+    top = np.argsort(-scores, kind="stable")[:k]
+    assert len(hits) == len(top)
+    position = {key: i for i, key in enumerate(ids)}
+    got = np.array([h.score for h in hits])
+    np.testing.assert_allclose(got, scores[top], atol=2e-6)
+    np.testing.assert_allclose([scores[position[h.id]] for h in hits], got, atol=2e-6)
+    assert len({h.id for h in hits}) == len(hits)
+
+
+def _check_stored(ids: list[str], stored: np.ndarray, added: dict[str, np.ndarray]) -> None:
+    expected = np.array([added[key] for key in ids], dtype=np.float64)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(stored, expected, rtol=1e-3, atol=1e-4)  # float16 rounding
+
+
+def _threshold(dim: int) -> int:
+    return HybridParams(dim=dim).hnsw_threshold
+
+
+@pytest.mark.parametrize(
+    ("dim", "n"),
+    [(384, 300), (384, 5207), (784, 1000), (784, 2550), (128, 15_000)],
+    ids=["384-small", "384-below-threshold", "784-small", "784-below-threshold", "128-below"],
+)
+def test_exact_path_equals_float64_brute_force(tmp_path: Path, dim: int, n: int) -> None:
+    x = synthetic_clustered(n + 20, dim, seed=dim + n, topics=20)
+    xb, xq = x[:n], x[n:]
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    keys = [f"r{i}" for i in range(n)]
+    index.add_batch("a", "doc", keys, xb)
+    assert not index.trained and index.path(n) == "exact"
+    assert n < _threshold(dim)
+    ids, stored = _reference(index, "a")
+    _check_stored(ids, stored, dict(zip(keys, xb, strict=True)))
+    for q, hits in zip(xq, index.search_batch("a", xq, k=10), strict=True):
+        _assert_exact(hits, q, ids, stored, 10)
+    hits = index.search("a", xq[0], k=n + 5)  # more than there are: every row, once, in order
+    assert len(hits) == n and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("dim", [384, 784])
+def test_exact_filtered_path_just_above_the_threshold(tmp_path: Path, dim: int) -> None:
+    """One row past the threshold the graph answers the big tenant; a small tenant (and a kind filter)
+    is still answered exactly, and never sees the other tenant's rows."""
+    threshold = _threshold(dim)
+    small = threshold // 5
+    n = threshold + small
+    x = synthetic_clustered(n + 20, dim, seed=dim, topics=20)
+    xb, xq = x[:n], x[n:]
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    index.add_batch("b", "doc", [f"b{i}" for i in range(threshold - 1)], xb[: threshold - 1])
+    assert not index.trained
+    keys = [f"a{i}" for i in range(small)]
+    index.add_batch("a", "doc", keys[: small // 2], xb[threshold : threshold + small // 2])
+    index.add_batch("a", "note", keys[small // 2 :], xb[threshold + small // 2 :])
+    assert index.trained
+    index.add_batch("b", "doc", ["last"], xb[threshold - 1 : threshold])
+    assert len(index) == n and index.count("b") == threshold
+    assert index.path(index.count("b")) == "hnsw" and index.path(index.count("a")) == "exact"
+    for hits in index.search_batch("b", xq, k=10):
+        assert len(hits) == 10 and all(h.tenant == "b" for h in hits)
+    ids, stored = _reference(index, "a")
+    assert sorted(ids) == sorted(keys)
+    _check_stored(ids, stored, dict(zip(keys, xb[threshold:], strict=True)))
+    for q, hits in zip(xq, index.search_batch("a", xq, k=10), strict=True):
+        assert all(h.tenant == "a" for h in hits)
+        _assert_exact(hits, q, ids, stored, 10)
+    ids, stored = _reference(index, "a", "note")
+    assert sorted(ids) == sorted(keys[small // 2 :])
+    for q, hits in zip(xq[:5], index.search_batch("a", xq[:5], k=10, kind="note"), strict=True):
+        assert all(h.kind == "note" for h in hits)
+        _assert_exact(hits, q, ids, stored, 10)
+
+
+def test_untrained_exact_path_isolates_tenants(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, xq = data
+    index = HybridIndex(tmp_path / "idx")
+    index.add_batch("a", "doc", [f"a{i}" for i in range(400)], xb[:400])
+    index.add_batch("b", "doc", [f"b{i}" for i in range(50)], xq[:50])  # the queries themselves
+    assert not index.trained
+    for hits in index.search_batch("a", xq[:50], k=10):
+        assert len(hits) == 10 and all(h.tenant == "a" and h.id.startswith("a") for h in hits)
+    assert [h.id for h in index.search("b", xq[7], k=1)] == ["b7"]
+    index.delete("a", "doc", [f"a{i}" for i in range(400)])
+    assert index.search_batch("a", xq[:3], k=10) == [[], [], []]
+    assert index.search("b", xq[7], k=100)[0].id == "b7" and len(index.search("b", xq[7], k=100)) == 50
+
+
+def _check_memory(index: HybridIndex, n: int, dim: int) -> dict[str, int]:
+    mem = index.memory_bytes()
+    assert mem["side_table"] > 0 and mem["mapped_file"] >= n * 2 * dim
+    assert mem["resident"] == mem["index"] + mem["side_table"] > 0
+    assert mem["total"] == mem["resident"] + mem["mapped_file"]
+    return mem
+
+
+@pytest.mark.parametrize("dim", [384, 784])
+def test_memory_is_accounted_at_every_size(tmp_path: Path, dim: int) -> None:
+    threshold = _threshold(dim)
+    x = synthetic_clustered(threshold + 600, dim, seed=3, topics=20)
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    previous = _check_memory(index, 0, dim)
+    assert previous["index"] == 0
+    for n in (100, threshold - 1, threshold + 1, threshold + 600):
+        index.add_batch("a", "doc", [str(i) for i in range(len(index), n)], x[len(index) : n])
+        assert index.search("a", x[0], k=1)[0].id == "0"
+        mem = _check_memory(index, n, dim)
+        assert mem["side_table"] > previous["side_table"]  # resident drops at the threshold: no float32 copy
+        if index.trained:
+            serialized = faiss.serialize_index(index._state.hnsw).nbytes
+            assert abs(mem["index"] - serialized) <= 0.02 * serialized  # the structures' own sizes
+            assert index.graph_codes == "fp16"  # a small graph: float16 codes, resident
+            assert n * dim * 2 < mem["index"] <= n * (dim * 2 + 200)  # codes + links (M=20: <= 200 B)
+        else:
+            assert mem["index"] == n * dim * 4  # the float32 copy the exact search scans
+        previous = mem
+    assert index.trained
+
+
+def test_graph_moves_to_4bit_codes_past_its_threshold(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    xb, xq = data
+    params = HybridParams(min_train=1000, fp16_graph_below=3000, train_size=4000)
+    index = HybridIndex(tmp_path / "idx", params)
+    index.add_batch("a", "doc", [f"d{i}" for i in range(2000)], xb[:2000])
+    assert index.graph_codes == "fp16" and index.path(2000) == "hnsw"
+    fp16 = index.memory_bytes()
+    assert fp16["index"] > 2000 * 384 * 2
+    index.add_batch("a", "doc", [f"d{i}" for i in range(2000, 3500)], xb[2000:3500])
+    assert index.graph_codes == "sq4" and len(index) == 3500
+    sq4 = index.memory_bytes()
+    assert sq4["index"] <= 0.25 * 3500 * 384 * 4 < fp16["index"] * 3500 / 2000
+    exact = faiss.IndexFlatIP(384)
+    exact.add(xb[:3500])
+    truth = exact.search(xq, 10)[1]
+    found = index.search_batch("a", xq, k=10)
+    pairs = zip(found, truth, strict=True)
+    recall = np.mean([len({int(h.id[1:]) for h in f} & set(t.tolist())) / 10 for f, t in pairs])
+    assert recall >= 0.95, recall
+    index.save()
+    assert HybridIndex.load(tmp_path / "idx").graph_codes == "sq4"
+
+
+def test_row_file_is_a_mapped_faiss_index(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    xb, _ = data
+    index = HybridIndex(tmp_path / "idx")
+    index.add_batch("a", "doc", [str(i) for i in range(300)], xb[:300])
+    index.save()
+    mapped = faiss.read_index(str(tmp_path / "idx" / "g0.f16.faiss"), faiss.IO_FLAG_MMAP_IFC)
+    assert mapped.ntotal == 300
+    stored = np.array([row[3] for row in index.rows()])
+    np.testing.assert_array_equal(mapped.reconstruct_n(0, 300), stored)
+    np.testing.assert_allclose(stored, xb[:300], rtol=1e-3, atol=1e-4)
+
+
+def test_format_1_directory_is_converted_on_load(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    """A format 1 directory (raw float16 rows, an L2 graph) loads, answers the same and is saved as 2."""
+    import json
+
+    xb, xq = data
+    index = _small(tmp_path / "idx")
+    index.add_batch("a", "doc", [f"d{i}" for i in range(1500)], xb[:1500])
+    index.save()
+    expected = index.search_batch("a", xq[:20], k=10)
+    exact = index.search_batch("a", xq[:5], k=1500)
+    index.close()
+    d = tmp_path / "idx"
+    raw = np.fromfile(d / "g0.f16.faiss", dtype=np.uint8)[81:].view(np.float16)
+    raw[: 1500 * 384].tofile(d / "g0.f16")
+    (d / "g0.f16.faiss").unlink()
+    graph = faiss.read_index(str(d / "g0-s1.hnsw"))
+    graph.metric_type = faiss.METRIC_L2
+    faiss.downcast_index(graph.storage).metric_type = faiss.METRIC_L2
+    faiss.write_index(graph, str(d / "g0-s1.hnsw"))
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["format"] = 1
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    loaded = HybridIndex.load(d)
+    assert loaded.search_batch("a", xq[:20], k=10) == expected
+    assert loaded.search_batch("a", xq[:5], k=1500) == exact
+    assert json.loads((d / "manifest.json").read_text())["format"] == 2
+    assert not (d / "g0.f16").exists() and (d / "g0.f16.faiss").exists()
+    assert HybridIndex.load(d).search_batch("a", xq[:20], k=10) == expected
+
+
+def test_hnsw_threshold_follows_the_dimension() -> None:
+    assert HybridParams(dim=384).hnsw_threshold == 5208
+    assert HybridParams(dim=784).hnsw_threshold == 2551
+    assert HybridParams(dim=16).hnsw_threshold == HybridParams().train_size
+    assert HybridParams(dim=4096).hnsw_threshold == 1024
+    assert HybridParams(min_train=700).hnsw_threshold == 700
+    assert HybridParams().graph_ef(10) == 80 and HybridParams().graph_ef(100) == 200
+    assert HybridParams().graph_ef(10, fraction=0.25) == 160 and HybridParams().graph_ef(10, 1e-6) == 1024
+    with pytest.raises(ValueError, match="min_train"):
+        HybridParams(min_train=100)
+    with pytest.raises(ValueError, match="train_size"):
+        HybridParams(min_train=5000, train_size=4000)
+
+
 @pytest.mark.gpu
 def test_gpu_rerank_matches_cpu(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
     if not hasattr(faiss, "get_num_gpus") or faiss.get_num_gpus() == 0:
@@ -236,6 +459,11 @@ def test_gpu_rerank_matches_cpu(tmp_path: Path, data: tuple[np.ndarray, np.ndarr
     for index in (cpu, gpu):
         index.add_batch("a", "doc", [str(i) for i in range(5000)], xb[:5000])
     assert gpu.device == "gpu" and cpu.device == "cpu"
-    for c, g in zip(cpu.search_batch("a", xq[:50], k=10), gpu.search_batch("a", xq[:50], k=10), strict=True):
-        assert [h.id for h in c][:5] == [h.id for h in g][:5]
-        np.testing.assert_allclose([h.score for h in c], [h.score for h in g], atol=1e-4)
+    for index in (cpu, gpu):
+        index.add_batch("a", "note", [f"n{i}" for i in range(100)], xb[5000:5100])  # a small filter
+    for kind in (None, "note"):  # the graph path, then the exact path (knn_gpu on the GPU)
+        c_hits = cpu.search_batch("a", xq[:50], k=10, kind=kind)
+        g_hits = gpu.search_batch("a", xq[:50], k=10, kind=kind)
+        for c, g in zip(c_hits, g_hits, strict=True):
+            assert [h.id for h in c][:5] == [h.id for h in g][:5]
+            np.testing.assert_allclose([h.score for h in c], [h.score for h in g], atol=1e-4)
