@@ -70,8 +70,10 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DE
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not verbose:  # chatty libraries: their INFO lines drown what the command says
-        for name in ("aiokafka", "gensim", "kafka", "neo4j", "httpx", "numba"):
+        for name in ("aiokafka", "gensim", "kafka", "neo4j", "httpx", "numba", "faiss", "pywhispercpp"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # whisper.cpp's own warnings ("input is too short" for a window's last few ms) are not the user's
+        logging.getLogger("wavegraph.asr.whispercpp").setLevel(logging.ERROR)
 
 
 def main() -> None:
