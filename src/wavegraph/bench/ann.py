@@ -313,8 +313,10 @@ def run_ann_bench(
         "ef_construction": hybrid.ef_construction,
         "ef_search": hybrid.ef_search,
         "ef_scale": hybrid.ef_scale,
+        "sq4_ef_scale": hybrid.sq4_ef_scale,
         "k_prime": hybrid.k_prime,
         "hnsw_threshold": {str(d): _hybrid_params(settings.vector, d).hnsw_threshold for d in dims},
+        "sq4_threshold": {str(d): _hybrid_params(settings.vector, d).sq4_threshold for d in dims},
         "ivf_lists": settings.vector.ivfflat_lists,
         "ivf_probes": settings.vector.probes,
     }

@@ -209,7 +209,7 @@ class HybridIndex:
         cached = self._refine
         if cached is None or cached[0] is not view or cached[1] is not st.hnsw:
             cached = self._refine = (view, st.hnsw, load_faiss().IndexRefine(st.hnsw, view))
-        params = self._search_params(("graph", p.graph_ef(k, fraction), p.candidates(k), k), sel)
+        params = self._search_params(("graph", p.graph_ef(k, fraction, "sq4"), p.candidates(k), k), sel)
         return _search(cached[2], queries, k, params, self._out)
 
     def _search_params(self, key: tuple[Any, ...], sel: Any) -> Any:

@@ -43,13 +43,17 @@ class HybridParams:
     ``ef_scale``: the 4-bit graph ranks by approximate distances, so it explores ``ef_scale`` times the
     efSearch that HNSW-flat uses. At efSearch 64 it trailed HNSW20-flat by 0.0004-0.002 recall@10 (the
     same with a graph built from exact distances: the traversal, not the graph, costs it); at 1.25 (ef
-    80) it matched or beat it at every measured size, 1,000-50,000 rows, 384-d and 784-d.
+    80) it matched or beat it at 1,000-50,000 rows, 384-d and 784-d, except at 40,816 x 784 (-0.0007),
+    hence ``sq4_ef_scale`` 1.5 (ef 96) for the 4-bit graph, the only one used at that size.
+    ``ef_scale`` applies to the float16 graph (float16 distances: it matches HNSW-flat at equal ef; 1.25
+    gives it a margin at 0.7-0.8x of HNSW-flat's latency).
     """
 
     dim: int = 384
     k_prime: int = 64  # candidates from HNSW (at least 2k)
     ef_search: int = 64  # HNSW efSearch of an HNSW-flat index with the same recall target
-    ef_scale: float = 1.25  # the 4-bit graph's efSearch is ceil(ef_search * ef_scale)
+    ef_scale: float = 1.25  # the float16 graph's efSearch is ceil(ef_search * ef_scale)
+    sq4_ef_scale: float = 1.5  # the 4-bit graph's
     hnsw_m: int = 20  # 1 M x 384: graph ~177 B + SQ4 192 B = 0.24 of flat float32
     ef_construction: int = 160
     min_train: int | None = None  # rows before the HNSW stage; None: max(1024, EXACT_WORK // dim)
@@ -62,7 +66,8 @@ class HybridParams:
     device: Literal["auto", "cpu", "gpu"] = "auto"
 
     def __post_init__(self) -> None:
-        if self.dim < 2 or self.k_prime < 1 or self.ef_search < 1 or self.hnsw_m < 2 or self.ef_scale < 1:
+        scales = min(self.ef_scale, self.sq4_ef_scale)
+        if self.dim < 2 or self.k_prime < 1 or self.ef_search < 1 or self.hnsw_m < 2 or scales < 1:
             raise ValueError(f"invalid HybridParams: {self}")
         if self.min_train is not None and self.min_train < 256:
             raise ValueError("HybridParams needs min_train >= 256")
@@ -98,11 +103,13 @@ class HybridParams:
         """k′: how many graph candidates get the exact rerank."""
         return max(self.k_prime, 2 * k)
 
-    def graph_ef(self, k: int, fraction: float = 1.0) -> int:
-        """efSearch of the 4-bit graph for ``k`` results when a filter selects ``fraction`` of the rows:
-        ``ef_search * ef_scale / sqrt(fraction)``, at least k′ and at most ``max(max_ef, k′)``."""
+    def graph_ef(self, k: int, fraction: float = 1.0, codes: str = "fp16") -> int:
+        """efSearch of the graph (``codes`` "fp16" or "sq4") for ``k`` results when a filter selects
+        ``fraction`` of the rows: ``ef_search * scale / sqrt(fraction)``, at least k′, at most
+        ``max(max_ef, k′)``."""
         kc = self.candidates(k)
-        ef = math.ceil(self.ef_search * self.ef_scale / math.sqrt(max(fraction, 1e-12)))
+        scale = self.sq4_ef_scale if codes == "sq4" else self.ef_scale
+        ef = math.ceil(self.ef_search * scale / math.sqrt(max(fraction, 1e-12)))
         return min(max(self.max_ef, kc), max(kc, ef))
 
 
