@@ -58,6 +58,7 @@ MODES: tuple[str, ...] = get_args(Mode)
 KINDS: tuple[str, ...] = get_args(Kind)
 CANDIDATES = 20  # depth of each list before fusion (at least k)
 FILTER_KEYS = {"stream_id": str, "window": int}
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 _SEGMENTS_OF_WINDOWS = """
 SELECT s.stream_id, s.window_index, s.segment, s.start_s, s.end_s, s.text,
@@ -146,6 +147,8 @@ class HybridSearch:
             raise ValueError("give exactly one of q (text) or vector")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValueError("q must be a non-empty string")
+        if text is not None and "\x00" in text:
+            raise ValueError("q contains a NUL character (U+0000), which no stored text can hold")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if kind not in KINDS:
@@ -325,5 +328,9 @@ def _check_filters(filters: Mapping[str, Any] | None, kind: str) -> dict[str, An
             raise ValueError(f"unknown filter {key!r}: use {', '.join(FILTER_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, want):
             raise ValueError(f"filter {key!r} must be a {want.__name__}, got {value!r}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"filter {key!r} contains a NUL character (U+0000), which no stream id holds")
+        if isinstance(value, int) and not INT32_MIN <= value <= INT32_MAX:
+            raise ValueError(f"filter {key!r} must fit a 32-bit integer, got {value}")
         out[key] = value
     return out

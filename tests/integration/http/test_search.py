@@ -173,6 +173,7 @@ BAD_GET: list[tuple[dict[str, str], str]] = [
     ({"k": "3"}, "GET needs q"),
     ({"q": "x", "tenant": "globex"}, "unknown query parameter(s) tenant"),
     ({"q": "   "}, "q must be a non-empty string"),
+    ({"q": "acme\x00rocket", "mode": "lexical"}, "NUL"),
 ]
 
 
@@ -190,6 +191,10 @@ BAD_POST: list[tuple[Any, str]] = [
     ({"q": "x", "kind": "node", "filters": {"window": 3}}, "kind=transcript only"),
     ({"q": "x", "vector": None, "extra": 1}, "extra"),
     ([1, 2], "JSON object"),
+    # PostgreSQL's text cannot hold U+0000: found by the contract test as a 503 from the store
+    ({"q": "\x00", "mode": "lexical"}, "NUL"),
+    ({"q": "x", "mode": "lexical", "filters": {"stream_id": "s\x00"}}, "NUL"),
+    ({"q": "x", "mode": "lexical", "filters": {"window": 2**40}}, "32-bit"),
 ]
 
 
