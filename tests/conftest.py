@@ -21,7 +21,15 @@ os.environ.setdefault("WAVEGRAPH_HTTP__ALLOW_DEV_KEYS", "true")  # the tests use
 # would see the older answer. The cache's own tests switch it on (with a key prefix of their own).
 os.environ.setdefault("WAVEGRAPH_CACHE__ENABLED", "false")
 
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
 from wavegraph.settings import Settings, load_settings  # noqa: E402
+
+# Property-based tests draw the same cases on every run: a gate that passes or fails by luck blocks
+# nothing or everything. `HYPOTHESIS_PROFILE=explore pytest ...` draws fresh random cases (and more).
+hypothesis_settings.register_profile("suite", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False, max_examples=300, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(scope="session")
