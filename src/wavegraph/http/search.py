@@ -42,7 +42,7 @@ from wavegraph.http.responses import ORJSONResponse
 from wavegraph.query.embedding_cache import EmbeddingCache
 from wavegraph.query.hybrid import KINDS, MODES, HybridSearch, Kind, Mode, SearchResult
 from wavegraph.query.search import SearchService
-from wavegraph.sinks.faiss_index import IndexCorrupt
+from wavegraph.sinks.faiss import IndexCorrupt
 from wavegraph.sinks.pgvector import PgVectorStore
 
 log = logging.getLogger(__name__)

@@ -188,10 +188,7 @@ class HybridSearch:
                 stream_id=filters.get("stream_id"),
                 window=filters.get("window"),
             )
-            lex = [
-                _segment_hit(s.stream_id, s.window, s.segment, s.start_s, s.end_s, s.text, s.score, "lexical")
-                for s in found
-            ]
+            lex = [_segment_hit(s, "lexical") for s in found]
         return SearchResult(_combine(mode, lex, sem, k), mode, "transcript", embed_ms, _counts(lex, sem))
 
     async def _semantic_segments(
@@ -210,19 +207,8 @@ class HybridSearch:
         rows = await self.pool.fetch(
             _SEGMENTS_OF_WINDOWS, tenant, vec, [s for s, _ in keyed], [w for _, w in keyed]
         )
-        hits = [
-            _segment_hit(
-                r["stream_id"],
-                int(r["window_index"]),
-                int(r["segment"]),
-                float(r["start_s"]),
-                float(r["end_s"]),
-                r["text"],
-                float(r["score"]),
-                keyed[(r["stream_id"], int(r["window_index"]))],
-            )
-            for r in rows
-        ]
+        segments = [lexical.LexicalSegment.from_row(r) for r in rows]
+        hits = [_segment_hit(s, keyed[(s.stream_id, s.window)]) for s in segments]
         hits.sort(key=lambda h: (-h.score, h.id))
         return hits[:depth]
 
@@ -250,27 +236,18 @@ class HybridSearch:
         return SearchResult(_combine(mode, lex, sem, k), mode, "node", 0.0, _counts(lex, sem))
 
 
-def _segment_hit(
-    stream_id: str,
-    window: int,
-    segment: int,
-    start_s: float,
-    end_s: float,
-    text: str,
-    score: float,
-    source: HitSource,
-) -> SearchHit:
+def _segment_hit(s: lexical.LexicalSegment, source: HitSource) -> SearchHit:
     return SearchHit(
-        f"{stream_id}:{window}:{segment}",
+        f"{s.stream_id}:{s.window}:{s.segment}",
         "transcript",
-        score,
+        s.score,
         source,
         (source,),
-        stream_id=stream_id,
-        window=window,
-        start_s=start_s,
-        end_s=end_s,
-        text=text,
+        stream_id=s.stream_id,
+        window=s.window,
+        start_s=s.start_s,
+        end_s=s.end_s,
+        text=s.text,
     )
 
 

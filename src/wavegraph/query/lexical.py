@@ -22,7 +22,9 @@ Every query is filtered by the tenant first (the tenant comes from the API key, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -84,6 +86,20 @@ class LexicalSegment:
     text: str
     score: float
 
+    @classmethod
+    def from_row(cls, r: Mapping[str, Any]) -> LexicalSegment:
+        """From a ``transcript_segments`` row with ``stream_id, window_index, segment, start_s, end_s,
+        text`` and a ``score`` column (the lexical and the semantic queries both select these)."""
+        return cls(
+            r["stream_id"],
+            int(r["window_index"]),
+            int(r["segment"]),
+            float(r["start_s"]),
+            float(r["end_s"]),
+            r["text"],
+            float(r["score"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LexicalNode:
@@ -119,18 +135,7 @@ async def search_segments(
         args.append(int(window))
         where += f" AND s.window_index = ${len(args)}"
     rows = await pool.fetch(_SEGMENTS.format(where=where, k=k), *args)
-    return [
-        LexicalSegment(
-            r["stream_id"],
-            int(r["window_index"]),
-            int(r["segment"]),
-            float(r["start_s"]),
-            float(r["end_s"]),
-            r["text"],
-            float(r["score"]),
-        )
-        for r in rows
-    ]
+    return [LexicalSegment.from_row(r) for r in rows]
 
 
 async def search_nodes(pool: asyncpg.Pool, tenant: str, text: str, k: int) -> list[LexicalNode]:

@@ -51,7 +51,7 @@ import numpy as np
 
 from wavegraph import metrics
 from wavegraph.settings import Settings
-from wavegraph.sinks.faiss_index import HybridIndex, HybridParams
+from wavegraph.sinks.faiss import HybridIndex, HybridParams
 from wavegraph.sinks.pgvector import MAX_K, PgVectorStore, RowBatch, SourceStamp
 from wavegraph.sinks.vectors import check_vector
 

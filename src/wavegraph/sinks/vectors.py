@@ -14,7 +14,7 @@ import numpy as np
 
 # One class for the whole process: the FAISS index raises the same one. It is a WavegraphError and a
 # ValueError (the HTTP side answers it with 422). Its natural home is wavegraph.errors.
-from wavegraph.sinks.faiss_index import InvalidVector
+from wavegraph.sinks.faiss import InvalidVector
 
 __all__ = ["InvalidVector", "check_matrix", "check_vector"]
 

@@ -12,7 +12,7 @@ import pytest
 from wavegraph.bench.ann import synthetic_clustered
 from wavegraph.errors import WavegraphError
 from wavegraph.settings import VectorSettings
-from wavegraph.sinks.faiss_index import Hit, HybridIndex, HybridParams, IndexCorrupt, InvalidVector, Row
+from wavegraph.sinks.faiss import Hit, HybridIndex, HybridParams, IndexCorrupt, InvalidVector, Row
 
 faiss = pytest.importorskip("faiss")
 

@@ -138,7 +138,7 @@ them from PostgreSQL).
 
 Modules: ``errors`` (InvalidVector, IndexCorrupt), ``params`` (HybridParams, Hit, input checks),
 ``rows`` (the mapped row file, bitmaps), ``state`` (one generation and its files), ``index``
-(HybridIndex). :mod:`wavegraph.sinks.faiss_index` re-exports this package for older imports.
+(HybridIndex).
 """
 
 from __future__ import annotations
