@@ -20,6 +20,10 @@ os.environ.setdefault("WAVEGRAPH_HTTP__ALLOW_DEV_KEYS", "true")  # the tests use
 # The response cache answers from Redis for up to its TTL; tests that write then read the same query
 # would see the older answer. The cache's own tests switch it on (with a key prefix of their own).
 os.environ.setdefault("WAVEGRAPH_CACHE__ENABLED", "false")
+# Processors started by tests (several at once, and beside a developer's own) serve no /metrics on the
+# fixed ports; the tests of /metrics choose free ports of their own.
+for _processor in ("EDGES", "AUDIO", "GRAPH"):
+    os.environ.setdefault(f"WAVEGRAPH_METRICS__{_processor}_PORT", "0")
 
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 

@@ -7,9 +7,20 @@ conventions (base units, ``_total`` for counters); a few names are fixed by the 
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Serve :data:`REGISTRY` at ``http://host:port/metrics`` from a daemon thread (a processor's
+    scrape target); stop it with ``shutdown()`` then ``server_close()``. Raises ``OSError`` when the
+    port is taken."""
+    server, _thread = start_http_server(port, host, registry=REGISTRY)
+    return server
+
 
 # --- stream runtime -------------------------------------------------------------------------
 EVENTS_CONSUMED = Counter(

@@ -92,7 +92,8 @@ class ServicesSettings(_Section):
     state_dir: Path = Path(".wavegraph")
     cache_dir: Path = Path("~/.cache/wavegraph")
     start_timeout_s: float = Field(120.0, gt=0)
-    enabled: tuple[Literal["kafka", "neo4j", "postgres", "redis"], ...] = (
+    # "prometheus" is optional: ``services up --with prometheus`` adds it for one run.
+    enabled: tuple[Literal["kafka", "neo4j", "postgres", "redis", "prometheus"], ...] = (
         "kafka",
         "neo4j",
         "postgres",
@@ -182,6 +183,9 @@ class CacheSettings(_Section):
     enabled: bool = True
     ttl_initial_s: float = Field(60.0, gt=0)
     key_prefix: str = "wavegraph:cache:"
+    # Redis keeps an entry this many times its TTL, so a lookup can tell "too old" (a longer TTL would
+    # have hit) from "absent": the TTL controller's anti-windup needs the difference.
+    expiry_headroom: float = Field(2.0, ge=1.0, le=10.0)
     lmdb_path: Path = Path(".wavegraph/embedding-cache")
     lmdb_max_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
 
@@ -200,7 +204,7 @@ class PidSettings(_Section):
     Kp: float = Field(0.4, ge=0)
     Ki: float = Field(0.05, ge=0)
     I_max: float = Field(5.0, gt=0)
-    interval_s: float = Field(5.0, gt=0)
+    interval_s: float = Field(1.0, gt=0)
     ttl_min_s: float = Field(1.0, gt=0)
     ttl_max_s: float = Field(86_400.0, gt=0)
 
@@ -223,6 +227,35 @@ class ReadSettings(_Section):
     max_audio_bytes: int = Field(16 * 1024 * 1024, ge=1024)
 
 
+class MetricsSettings(_Section):
+    """Where each stream processor (``wavegraph run edges|audio|graph``) serves ``/metrics``; 0 disables.
+
+    One port per processor so the three can run on one host; a second worker of the same processor on
+    that host needs its own port (``WAVEGRAPH_METRICS__EDGES_PORT=...``) or 0.
+    """
+
+    host: str = "127.0.0.1"
+    edges_port: int = Field(9101, ge=0, le=65535)
+    audio_port: int = Field(9102, ge=0, le=65535)
+    graph_port: int = Field(9103, ge=0, le=65535)
+
+    def port(self, processor: Literal["edges", "audio", "graph"]) -> int:
+        """The metrics port of ``processor`` (0: not served)."""
+        return int(getattr(self, f"{processor}_port"))
+
+
+class PrometheusSettings(_Section):
+    """The local Prometheus of ``services up --with prometheus``: it scrapes the API and the processors
+    and evaluates ``rules_file`` (short intervals: a development server)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9090, ge=1, le=65535)
+    scrape_interval_s: float = Field(2.0, ge=0.1)
+    evaluation_interval_s: float = Field(2.0, ge=0.1)
+    retention: str = Field("2d", pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$")
+    rules_file: Path = Path("deploy/prometheus/rules.yml")
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     neo4j: Neo4jSettings = Neo4jSettings()
@@ -239,6 +272,8 @@ class Settings(_Section):
     pid: PidSettings = PidSettings()
     dp: DpSettings = DpSettings()
     read: ReadSettings = ReadSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
 
 
 def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:

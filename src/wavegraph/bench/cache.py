@@ -167,7 +167,7 @@ def fixed_ttl_for(trace: Trace, target: float, lo: float = 0.01, hi: float = 86_
 class Policy(Protocol):
     ttl_s: float
 
-    def observe(self, hit: bool) -> None: ...
+    def observe(self, hit: bool, stale: bool = False) -> None: ...
     def tick(self, dt_s: float) -> None: ...
 
 
@@ -175,22 +175,24 @@ class PiPolicy:
     def __init__(self, gains: PiGains, ttl_s: float) -> None:
         self.controller = TtlController(gains, ttl_s)
         self.ttl_s = self.controller.ttl_s
-        self._hits = self._lookups = 0
+        self._hits = self._lookups = self._stale = 0
 
-    def observe(self, hit: bool) -> None:
+    def observe(self, hit: bool, stale: bool = False) -> None:
         self._hits += hit
         self._lookups += 1
+        self._stale += stale
 
     def tick(self, dt_s: float) -> None:
-        self.ttl_s = self.controller.update(self._hits, self._lookups, dt_s).ttl_s
-        self._hits = self._lookups = 0
+        step = self.controller.update(self._hits, self._lookups, dt_s, stale=self._stale)
+        self.ttl_s = step.ttl_s
+        self._hits = self._lookups = self._stale = 0
 
 
 class FixedPolicy:
     def __init__(self, ttl_s: float) -> None:
         self.ttl_s = ttl_s
 
-    def observe(self, hit: bool) -> None:
+    def observe(self, hit: bool, stale: bool = False) -> None:
         pass
 
     def tick(self, dt_s: float) -> None:
@@ -206,7 +208,7 @@ class DttlPolicy:
         self._x = math.log(ttl_s)
         self.ttl_s = ttl_s
 
-    def observe(self, hit: bool) -> None:
+    def observe(self, hit: bool, stale: bool = False) -> None:
         self._x = min(max(self._x + self.step * (self.target - hit), self._lo), self._hi)
         self.ttl_s = math.exp(self._x)
 
@@ -238,8 +240,9 @@ async def replay(
     close an interval of ``interval_s`` trace seconds at each boundary (``policy.tick``).
 
     Requests go in chunks of at most ``chunk`` consecutive ones within one interval: one ``MGET`` of
-    the chunk's keys, the hits decided in order (a key repeated inside the chunk sees the entry its
-    first miss stored), then one pipeline of ``SET PX`` for the misses."""
+    the chunk's keys, the hits decided in order on the trace's clock (a key repeated inside the chunk
+    sees the entry its first miss stored; an entry found but older than the TTL is a *stale* miss, told
+    to the policy), then one pipeline of ``SET PX`` for the misses."""
     out = Replay()
     now = [0.0]
     cache.clock = lambda: now[0]
@@ -272,15 +275,13 @@ async def replay(
         keys = [cache.key("bench", "trace", k.encode()) for k in trace.keys[i:j]]
         unique = list(dict.fromkeys(keys))
         created = {
-            k: e.created
-            for k, e in zip(unique, await cache.lookup_many(unique), strict=True)
-            if e is not None
+            k: e.created for k, e in zip(unique, await cache.peek_many(unique), strict=True) if e is not None
         }
         stores: dict[str, tuple[str, float, float, bytes]] = {}
         for t, key in zip(times[i:j], keys, strict=True):
             at = created.get(key)
             hit = at is not None and t - at <= policy.ttl_s
-            policy.observe(hit)
+            policy.observe(hit, stale=at is not None and not hit)
             hits += hit
             lookups += 1
             if not hit:

@@ -1,22 +1,62 @@
-"""``wavegraph run edges|audio|graph``: the stream processors, until SIGTERM/SIGINT."""
+"""``wavegraph run edges|audio|graph``: the stream processors, until SIGTERM/SIGINT.
+
+Each processor serves its metrics at ``http://<metrics.host>:<metrics.PROCESSOR_port>/metrics`` (the
+scrape target of ``services up --with prometheus``); port 0 serves none.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Literal
 
 import typer
 from rich.console import Console
 
+from wavegraph.errors import ConfigError
 from wavegraph.settings import Settings, load_settings
 from wavegraph.streams.topics import ensure_topics
 
 app = typer.Typer(help="Run a stream processor until SIGTERM/SIGINT.", no_args_is_help=True)
 
+Processor = Literal["edges", "audio", "graph"]
 
-def serve(main: Callable[[Settings, asyncio.Event], Awaitable[dict[str, int]]]) -> None:
-    """Run ``main`` with a stop event wired to SIGTERM/SIGINT (only the CLI installs handlers)."""
+
+@contextlib.contextmanager
+def metrics_endpoint(settings: Settings, processor: Processor) -> Iterator[int]:
+    """Serve the metrics registry on ``processor``'s port for the ``with`` block; yield the port (0:
+    disabled). A taken port is a :class:`ConfigError` naming the setting (the CLI exits 2)."""
+    from wavegraph.metrics import serve_metrics
+
+    port = settings.metrics.port(processor)
+    if port == 0:
+        yield 0
+        return
+    host = settings.metrics.host
+    try:
+        server = serve_metrics(port, host)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise ConfigError(
+                f"cannot serve metrics on {host}:{port} (metrics.{processor}_port): {exc}"
+            ) from exc
+        raise ConfigError(
+            f"metrics port {host}:{port} (metrics.{processor}_port) is already in use by another program: "
+            f"set WAVEGRAPH_METRICS__{processor.upper()}_PORT to a free port, or to 0 to serve no metrics"
+        ) from None
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def serve(processor: Processor, main: Callable[[Settings, asyncio.Event], Awaitable[dict[str, int]]]) -> None:
+    """Run ``main`` with a stop event wired to SIGTERM/SIGINT (only the CLI installs handlers), its
+    metrics served on the processor's port meanwhile."""
     settings = load_settings()
 
     async def _run() -> dict[str, int]:
@@ -27,7 +67,8 @@ def serve(main: Callable[[Settings, asyncio.Event], Awaitable[dict[str, int]]]) 
         await ensure_topics(settings.kafka)
         return await main(settings, stop)
 
-    stats = asyncio.run(_run())
+    with metrics_endpoint(settings, processor):
+        stats = asyncio.run(_run())
     Console().print(f"stopped: {stats}")
 
 
@@ -36,7 +77,7 @@ def edges() -> None:
     """Consume wavegraph.edges.v1 and write the graph to Neo4j (commit after Neo4j confirmed)."""
     from wavegraph.processors.edges.pipeline import run_edges
 
-    serve(run_edges)
+    serve("edges", run_edges)
 
 
 @app.command()
@@ -44,7 +85,7 @@ def audio() -> None:
     """Consume wavegraph.audio.v1, transcribe with Whisper, publish and store transcripts (commit after)."""
     from wavegraph.processors.audio.pipeline import run_audio
 
-    serve(run_audio)
+    serve("audio", run_audio)
 
 
 @app.command()
@@ -57,7 +98,7 @@ def graph() -> None:
         with terminal_progress() as progress:
             return await run_graph(settings, stop, progress=progress)
 
-    serve(with_progress)
+    serve("graph", with_progress)
 
 
 def demo_command() -> None:

@@ -1,4 +1,8 @@
-"""``wavegraph services up | down | status``: real local Kafka, Neo4j, PostgreSQL and Redis, no Docker."""
+"""``wavegraph services up | down | status``: real local Kafka, Neo4j, PostgreSQL and Redis, no Docker.
+
+``up --with prometheus`` also starts Debian's Prometheus scraping the API and the processors;
+``down`` and ``status`` then cover it too (``--only prometheus`` acts on it alone).
+"""
 
 from __future__ import annotations
 
@@ -19,8 +23,14 @@ app = typer.Typer(
 Only = Annotated[
     str | None,
     typer.Option(
-        "--only", help="Comma-separated subset of kafka,neo4j,postgres,redis (default: all enabled)."
+        "--only",
+        help="Comma-separated subset of kafka,neo4j,postgres,redis,prometheus (default: all enabled, "
+        "plus any other one running).",
     ),
+]
+With = Annotated[
+    str | None,
+    typer.Option("--with", help="Comma-separated optional services to start too (prometheus)."),
 ]
 
 
@@ -31,13 +41,13 @@ def _names(only: str | None) -> list[str] | None:
 
 
 @app.command()
-def up(only: Only = None) -> None:
+def up(only: Only = None, with_: With = None) -> None:
     """Start every service that does not already answer, in parallel, and wait until each answers."""
     from wavegraph.devservices.manager import ServiceManager
     from wavegraph.settings import load_settings
 
     manager = ServiceManager(load_settings())
-    names = [s.name for s in manager.services(_names(only))]
+    names = [s.name for s in manager.services(_names(only), _names(with_) or ())]
     console = Console()
     start = time.perf_counter()
     with console.status(f"starting {', '.join(names)} ..."):

@@ -38,6 +38,7 @@ def isolated_settings(settings: Settings, state_dir: Path, services: Iterable[st
             "neo4j": s.neo4j.model_copy(update={"bolt_port": free_port(s.neo4j.host)}),
             "postgres": s.postgres.model_copy(update={"port": free_port(s.postgres.host), "dsn": None}),
             "redis": s.redis.model_copy(update={"port": free_port(s.redis.host)}),
+            "prometheus": s.prometheus.model_copy(update={"port": free_port(s.prometheus.host)}),
         }
     )
 

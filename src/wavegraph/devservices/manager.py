@@ -1,4 +1,9 @@
-"""Start, check and stop the local services together (in parallel), from settings."""
+"""Start, check and stop the local services together (in parallel), from settings.
+
+``up`` acts on ``services.enabled`` plus any optional service asked for (``services up --with
+prometheus``); ``down`` and ``status`` also cover every other known service that is running from the same
+state dir, so a Prometheus started with ``--with`` is shown and stopped like the others.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,24 @@ from wavegraph.devservices.base import DownReport, Health, Service, UpReport
 from wavegraph.devservices.kafka import Kafka
 from wavegraph.devservices.neo4j import Neo4j
 from wavegraph.devservices.postgres import Postgres
+from wavegraph.devservices.prometheus import Prometheus
 from wavegraph.devservices.redis import Redis
 from wavegraph.errors import ConfigError
 from wavegraph.settings import Settings
 
 T = TypeVar("T")
 
-SERVICES: dict[str, type[Service]] = {"kafka": Kafka, "neo4j": Neo4j, "postgres": Postgres, "redis": Redis}
+SERVICES: dict[str, type[Service]] = {
+    "kafka": Kafka,
+    "neo4j": Neo4j,
+    "postgres": Postgres,
+    "redis": Redis,
+    "prometheus": Prometheus,
+}
 
 
 def service(settings: Settings, name: str) -> Service:
-    """The service called ``name`` (kafka, neo4j, postgres, redis) configured by ``settings``."""
+    """The service called ``name`` (kafka, neo4j, postgres, redis, prometheus) configured by ``settings``."""
     try:
         return SERVICES[name](settings)
     except KeyError:
@@ -30,16 +42,28 @@ def service(settings: Settings, name: str) -> Service:
 class ServiceManager:
     """``up``/``down``/``status`` over the enabled services (``settings.services.enabled``).
 
-    Every method takes ``only`` (service names) to act on a subset. Methods are coroutines; from
-    synchronous code use ``asyncio.run(ServiceManager(settings).up())``.
+    Every method takes ``only`` (service names) to act on a subset; without it, ``down`` and ``status``
+    also include any other service running from this state dir (see :meth:`running_or_selected`).
+    Methods are coroutines; from synchronous code use ``asyncio.run(ServiceManager(settings).up())``.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def services(self, only: Iterable[str] | None = None) -> list[Service]:
+    def services(self, only: Iterable[str] | None = None, extra: Iterable[str] = ()) -> list[Service]:
+        """``only`` (default: the enabled services), then each name of ``extra`` not already listed."""
         names = list(self.settings.services.enabled) if only is None else list(only)
+        names += [name for name in extra if name not in names]
         return [service(self.settings, name) for name in names]
+
+    def running_or_selected(self, only: Iterable[str] | None = None) -> list[Service]:
+        """``only`` when given; else the enabled services plus every other one running from this state
+        dir (an optional service started with ``--with``)."""
+        if only is not None:
+            return self.services(only)
+        enabled = set(self.settings.services.enabled)
+        running = [n for n in SERVICES if n not in enabled and service(self.settings, n).pid() is not None]
+        return self.services(None, running)
 
     async def up(self, only: Iterable[str] | None = None) -> list[UpReport]:
         """Start every selected service not already healthy, in parallel; raise the first failure
@@ -52,10 +76,10 @@ class ServiceManager:
         return await _gather([s.up() for s in services])
 
     async def down(self, only: Iterable[str] | None = None) -> list[DownReport]:
-        return await _gather([s.down() for s in self.services(only)])
+        return await _gather([s.down() for s in self.running_or_selected(only)])
 
     async def status(self, only: Iterable[str] | None = None) -> list[Health]:
-        return list(await asyncio.gather(*(s.health() for s in self.services(only))))
+        return list(await asyncio.gather(*(s.health() for s in self.running_or_selected(only))))
 
     async def healthy(self, only: Iterable[str] | None = None) -> bool:
         return all(h.ok for h in await self.status(only))

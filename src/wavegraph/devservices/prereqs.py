@@ -11,6 +11,7 @@ PACKAGES: dict[str, str] = {
     "javac": "openjdk-17-jdk-headless",
     "mvn": "maven",
     "redis-server": "redis-server",
+    "prometheus": "prometheus",
 }
 
 

@@ -19,7 +19,9 @@ Redis value that does not decode is a miss.
 
 **Freshness.** An entry is fresh while its age is at most the *current* TTL (:attr:`ResponseCache.ttl_s`,
 set by the controller), so a TTL decrease applies to every entry at once; Redis drops the key itself
-after the TTL it had when stored (``PX``), which bounds memory. Entries are not invalidated when data
+after ``cache.expiry_headroom`` (2) times the TTL it had when stored (``PX``), which bounds memory and
+lets a lookup tell a *stale* entry (there, too old: counted for the controller's anti-windup) from an
+absent one. Entries are not invalidated when data
 changes: a cached answer is at most one TTL old.
 
 **Outage.** Any Redis failure (refused, timeout, error reply) degrades to "no cache": the endpoint
@@ -28,7 +30,8 @@ once, and Redis is left alone for ``retry_after_s`` (1 s) before it is tried aga
 costs one socket timeout per second, not one per request.
 
 **TTL loop.** :class:`TtlLoop` closes a measuring window every ``pid.interval_s``: hits / (hits + misses)
-of this process (bypasses and Redis failures excluded) go to the PI controller of
+of this process (bypasses and Redis failures excluded), and how many misses were stale, go to the PI
+controller of
 :mod:`wavegraph.query.ttl_controller`, whose TTL is used for new entries. Its state (TTL, integral) is
 saved in Redis at ``<prefix>pid`` each cycle and read back at start, so a restart resumes the tuned TTL.
 It is one tracked task that ends when the stop event is set (see :func:`start`).
@@ -158,6 +161,7 @@ class ResponseCache:
         self.available = True
         self.hits = 0
         self.lookups = 0
+        self.stale = 0
         self.clock = clock
         self._scale = time_scale
         self._headroom = expiry_headroom
@@ -172,10 +176,11 @@ class ResponseCache:
         """For ``/healthz``: ``ok`` is false while Redis is failing (answers are then uncached)."""
         return {"ok": self.available, "enabled": self.enabled, "ttl_s": round(self.ttl_s, 3)}
 
-    def take_window(self) -> tuple[int, int]:
-        """The (hits, lookups) counted since the last call, and reset them."""
-        out = (self.hits, self.lookups)
-        self.hits = self.lookups = 0
+    def take_window(self) -> tuple[int, int, int]:
+        """The (hits, lookups, stale) counted since the last call, and reset them; ``stale`` counts the
+        misses that found an entry older than the TTL (a longer TTL would have hit)."""
+        out = (self.hits, self.lookups, self.stale)
+        self.hits = self.lookups = self.stale = 0
         return out
 
     def _usable(self) -> bool:
@@ -210,6 +215,7 @@ class ResponseCache:
             self.hits += 1
             CACHE_REQUESTS.labels("hit").inc()
             return entry
+        self.stale += entry is not None
         CACHE_REQUESTS.labels("miss").inc()
         return None
 
@@ -225,29 +231,18 @@ class ResponseCache:
             self._failed(exc)
         return entry
 
-    async def lookup_many(self, keys: Sequence[str]) -> list[CachedEntry | None]:
-        """:meth:`lookup` of several keys in one ``MGET`` (for replays; counts every result)."""
+    async def peek_many(self, keys: Sequence[str]) -> list[CachedEntry | None]:
+        """The entries under ``keys`` in one ``MGET``, whatever their age, not counted: for replays,
+        which judge freshness (and count hits, stale and absent lookups) on their own clock."""
         if not self._usable():
-            CACHE_REQUESTS.labels("error").inc(len(keys))
             return [None] * len(keys)
         try:
             raws = await self.redis.mget(keys)
         except _REDIS_ERRORS as exc:
             self._failed(exc)
-            CACHE_REQUESTS.labels("error").inc(len(keys))
             return [None] * len(keys)
         self._recovered()
-        now = self.clock()
-        out: list[CachedEntry | None] = []
-        for raw in raws:
-            entry = _entry(raw)
-            out.append(entry if entry is not None and now - entry.created <= self.ttl_s else None)
-        found = sum(e is not None for e in out)
-        self.lookups += len(out)
-        self.hits += found
-        CACHE_REQUESTS.labels("hit").inc(found)
-        CACHE_REQUESTS.labels("miss").inc(len(out) - found)
-        return out
+        return [_entry(raw) for raw in raws]
 
     async def store_many(self, items: Sequence[tuple[str, float, float, bytes]]) -> None:
         """Store ``(key, created, ttl_s, body)`` items in one pipeline (JSON bodies; for replays)."""
@@ -348,8 +343,8 @@ class TtlLoop:
 
     async def cycle(self, dt_s: float) -> PiStep:
         """Close one window of ``dt_s`` seconds."""
-        hits, lookups = self.cache.take_window()
-        step = self.controller.update(hits, lookups, dt_s)
+        hits, lookups, stale = self.cache.take_window()
+        step = self.controller.update(hits, lookups, dt_s, stale=stale)
         self.cache.ttl_s = step.ttl_s
         if step.hit_ratio is not None:
             CACHE_HIT_RATIO.set(step.hit_ratio)
@@ -393,6 +388,7 @@ async def start(ctx: ApiContext, stack: AsyncExitStack) -> None:
         prefix=settings.cache.key_prefix,
         ttl_s=settings.cache.ttl_initial_s,
         enabled=settings.cache.enabled,
+        expiry_headroom=settings.cache.expiry_headroom,
     )
     ctx.components["cache"] = cache
     if not settings.cache.enabled:

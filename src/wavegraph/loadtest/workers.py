@@ -100,6 +100,9 @@ class WorkerProcess:
             raise RuntimeError("the worker is already running")
         env = {k: v for k, v in os.environ.items() if not k.startswith("WAVEGRAPH_")}
         env.update(settings_env(self.settings))
+        # several workers share this host: none may hold the fixed metrics port (the scenario reads
+        # what it measures from Kafka and Neo4j, not from /metrics)
+        env["WAVEGRAPH_METRICS__EDGES_PORT"] = "0"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from wavegraph.commands.services import app
@@ -23,6 +26,7 @@ from wavegraph.errors import MissingPrerequisite
 from wavegraph.settings import Settings
 
 ROUND_TRIP = ("kafka", "redis", "postgres")
+RULES = Path(__file__).parents[3] / "deploy" / "prometheus" / "rules.yml"
 
 
 def _env(s: Settings) -> dict[str, str]:
@@ -86,7 +90,11 @@ def test_up_status_down_round_trip_survives_a_killed_kafka(settings: Settings, t
 
 @pytest.mark.parametrize(
     ("name", "program", "package"),
-    [("kafka", "java", "openjdk-17-jre-headless"), ("redis", "redis-server", "redis-server")],
+    [
+        ("kafka", "java", "openjdk-17-jre-headless"),
+        ("redis", "redis-server", "redis-server"),
+        ("prometheus", "prometheus", "prometheus"),
+    ],
 )
 def test_a_missing_program_names_its_package(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, program: str, package: str
@@ -114,3 +122,53 @@ async def test_ephemeral_postgres_is_private_and_removed(settings: Settings, tmp
             await conn.close()
     assert not state_dir.exists()
     assert not process.port_open(scratch.postgres.host, scratch.postgres.port)
+
+
+@pytest.mark.services
+def test_up_with_prometheus_scrapes_api_and_processors_and_down_stops_it(tmp_path: Path) -> None:
+    """``up --with prometheus`` starts the optional service next to the enabled ones (here only Redis);
+    ``status`` shows it although it is not enabled, ``down`` stops it, and then ``status`` forgets it."""
+    ports = {name: process.free_port() for name in ("redis", "prometheus", "http", "edges", "audio")}
+    env = {
+        "WAVEGRAPH_SERVICES__STATE_DIR": str(tmp_path / "state"),
+        "WAVEGRAPH_SERVICES__ENABLED": "[redis]",
+        "WAVEGRAPH_REDIS__PORT": str(ports["redis"]),
+        "WAVEGRAPH_PROMETHEUS__PORT": str(ports["prometheus"]),
+        "WAVEGRAPH_PROMETHEUS__RULES_FILE": str(RULES),
+        "WAVEGRAPH_HTTP__PORT": str(ports["http"]),
+        "WAVEGRAPH_METRICS__EDGES_PORT": str(ports["edges"]),
+        "WAVEGRAPH_METRICS__AUDIO_PORT": str(ports["audio"]),
+        "WAVEGRAPH_METRICS__GRAPH_PORT": "0",
+    }
+    cli = CliRunner()
+    try:
+        result = cli.invoke(app, ["up", "--with", "prometheus"], env=env)
+        assert result.exit_code == 0, result.output
+        status = cli.invoke(app, ["status", "--json"], env=env)
+        assert status.exit_code == 0, status.output
+        answers = json.loads(status.output)
+        assert set(answers) == {"redis", "prometheus"}
+        assert answers["prometheus"]["ok"] and answers["prometheus"]["port"] == ports["prometheus"]
+        assert re.fullmatch(r"ready, 0/[0-3] targets up", answers["prometheus"]["detail"])  # none runs
+
+        config = yaml.safe_load((tmp_path / "state" / "prometheus" / "prometheus.yml").read_text())
+        scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+        assert scraped == {
+            "wavegraph-api": [f"127.0.0.1:{ports['http']}"],
+            "wavegraph-edges": [f"127.0.0.1:{ports['edges']}"],
+            "wavegraph-audio": [f"127.0.0.1:{ports['audio']}"],
+        }
+        assert config["rule_files"] == [str(RULES)]
+        rules = httpx.get(f"http://127.0.0.1:{ports['prometheus']}/api/v1/rules", timeout=10).json()
+        loaded = {r["name"]: r["query"] for g in rules["data"]["groups"] for r in g["rules"]}
+        assert loaded["Neo4jBreakerOpen"] == "breaker_state == 1"
+
+        down = cli.invoke(app, ["down"], env=env)
+        assert down.exit_code == 0, down.output
+        assert "prometheus: stopped" in down.output and "redis: stopped" in down.output
+        assert not process.port_open("127.0.0.1", ports["prometheus"])
+        after = cli.invoke(app, ["status", "--json"], env=env)
+        assert after.exit_code == 1
+        assert set(json.loads(after.output)) == {"redis"}
+    finally:
+        cli.invoke(app, ["down", "--only", "redis,prometheus"], env=env)

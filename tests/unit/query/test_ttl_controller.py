@@ -92,3 +92,28 @@ def test_it_converges_on_a_static_plant_without_overshoot_beyond_5pct(needed_ttl
     start_sign = math.copysign(1.0, gains.target - hits[0])
     overshoot = max(0.0, max(start_sign * (h - gains.target) for h in hits))
     assert overshoot < 0.05
+
+
+def test_a_cold_cache_holds_the_integral_and_the_proportional_term_still_acts() -> None:
+    """Misses with (almost) no stale entry among them: the TTL is not what limits the hit ratio, so
+    the integral holds; once stale misses are seen, it integrates again."""
+    c = TtlController(PiGains(), 60.0)
+    step = c.update(hits=10, lookups=1000, stale=5)  # e = 0.44, 0.5 % of the lookups stale
+    assert step.integral == 0.0
+    assert step.u == pytest.approx(0.4 * step.error)
+    assert step.ttl_s == pytest.approx(60.0 * math.exp(LOG_GAIN * 0.4 * step.error))
+    step = c.update(hits=10, lookups=1000, stale=50)  # 5 % stale: a longer TTL would have hit
+    assert step.integral == pytest.approx(step.error)
+    warm = TtlController(PiGains(), 60.0)
+    assert warm.update(10, 1000).integral == pytest.approx(0.44)  # stale unknown: always integrate
+
+
+def test_too_many_hits_integrate_whatever_the_stale_count() -> None:
+    """A TTL that is too long is always the TTL's doing: the hold is for e > 0 only."""
+    c = TtlController(PiGains(), 60.0)
+    assert c.update(hits=900, lookups=1000, stale=0).integral == pytest.approx(0.45 - 0.9)
+
+
+def test_more_stale_than_misses_is_refused() -> None:
+    with pytest.raises(ValueError, match="stale"):
+        TtlController(PiGains(), 60.0).update(90, 100, stale=11)
