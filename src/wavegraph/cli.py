@@ -2,12 +2,19 @@
 
 Each command group lives in ``wavegraph.commands.<group>``; heavy libraries are imported inside the
 commands so that ``wavegraph --help`` stays fast. Only this entry point installs signal handlers.
+
+Output stays quiet (:func:`configure_logging`): wavegraph's own loggers at INFO, the libraries'
+(:data:`LIBRARY_LOGGERS`) at WARNING, and expected start-up conditions of Kafka (a fresh broker's
+group coordinator, partition leaders of topics just created) one line each instead of one per retry.
+``-v`` logs everything at DEBUG, unfiltered.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from typing import ClassVar
 
 import typer
 from rich.console import Console
@@ -30,6 +37,7 @@ def _register() -> None:
         chaos,
         config,
         dp,
+        grafana,
         graph,
         loadtest,
         migrate,
@@ -51,6 +59,7 @@ def _register() -> None:
     app.add_typer(loadtest.app, name="loadtest")
     app.add_typer(chaos.app, name="chaos")
     app.add_typer(dp.app, name="dp")
+    app.add_typer(grafana.app, name="grafana")
     app.command("demo", help="Run the pipeline on sample data against the local services.")(run.demo_command)
     app.command("transcribe", help="Transcribe a WAV file offline (no Kafka): text, segments, device, xRT.")(
         transcribe_command
@@ -63,17 +72,112 @@ def _register() -> None:
 _register()
 
 
-@app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+# Libraries whose INFO lines would drown what a command says (children follow: "neo4j" covers
+# "neo4j.io", "neo4j.notifications" ...). Neo4j's notifications are also turned off at the driver
+# (wavegraph.clients.neo4j_driver), so a query on a label or type not created yet logs nothing at all.
+LIBRARY_LOGGERS = (
+    "aiokafka",
+    "kafka",
+    "neo4j",
+    "asyncio",
+    "asyncpg",
+    "redis",
+    "urllib3",
+    "httpx",
+    "httpcore",
+    "niquests",
+    "grafana_client",
+    "faiss",
+    "numba",
+    "gensim",
+    "pywhispercpp",
+    "sentence_transformers",
+    "transformers",
+    "huggingface_hub",
+    "onnxruntime",
+    "filelock",
+    "matplotlib",
+    "PIL",
+)
+
+
+class ExpectedKafkaStartup(logging.Filter):
+    """One INFO line for each expected Kafka start-up condition, instead of an ERROR/WARNING per retry.
+
+    On a fresh broker the first consumer-group join waits until Kafka created ``__consumer_offsets``:
+    aiokafka logs ``GroupCoordinatorNotAvailableError`` and "Marking the coordinator dead" at every retry;
+    right after topics are created a producer logs ``NotLeaderForPartitionError`` until leaders are
+    elected. Both resolve by themselves. The first record of a burst is replaced by a one-line
+    explanation; the records that follow within ``quiet_s`` of the previous one are dropped, so a later
+    episode (a broker restart) is reported again, once.
+    """
+
+    CONDITIONS: ClassVar[dict[str, tuple[tuple[str, ...], str]]] = {
+        "coordinator": (
+            (
+                "CoordinatorNotAvailable",
+                "Marking the coordinator dead",
+                "NotCoordinator",
+                "CoordinatorLoadInProgress",
+            ),
+            "Kafka's group coordinator is not available yet (a fresh broker creates "
+            "__consumer_offsets on the first group join): retrying",
+        ),
+        "leader": (
+            ("NotLeaderForPartition", "LeaderNotAvailable"),
+            "Kafka partition leaders are not elected yet (topics just created, or a broker "
+            "restarting): retrying",
+        ),
+    }
+
+    def __init__(self, quiet_s: float = 30.0) -> None:
+        super().__init__()
+        self.quiet_s = quiet_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for kind, (markers, explanation) in self.CONDITIONS.items():
+            if any(marker in message for marker in markers):
+                now = time.monotonic()
+                last, self._last[kind] = self._last.get(kind), now
+                if last is not None and now - last < self.quiet_s:
+                    return False
+                record.msg, record.args = explanation, None
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = record.exc_text = None
+                return True
+        return True
+
+
+# the loggers (by module) on which aiokafka reports the conditions above
+_KAFKA_STARTUP_LOGGERS = ("aiokafka.consumer.group_coordinator", "aiokafka.producer.sender")
+
+
+def configure_logging(verbose: bool) -> None:
+    """wavegraph at INFO (``verbose``: everything at DEBUG); libraries at WARNING; Kafka's expected
+    start-up conditions one line each (see :class:`ExpectedKafkaStartup`). Safe to call twice."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
-    if not verbose:  # chatty libraries: their INFO lines drown what the command says
-        for name in ("aiokafka", "gensim", "kafka", "neo4j", "httpx", "numba", "faiss", "pywhispercpp"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # whisper.cpp's own warnings ("input is too short" for a window's last few ms) are not the user's
-        logging.getLogger("wavegraph.asr.whispercpp").setLevel(logging.ERROR)
+    logging.getLogger("wavegraph").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    # whisper.cpp's own warnings ("input is too short" for a window's last few ms) are not the user's
+    logging.getLogger("wavegraph.asr.whispercpp").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    for name in _KAFKA_STARTUP_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, ExpectedKafkaStartup)]:
+            logger.removeFilter(old)
+        if not verbose:
+            logger.addFilter(ExpectedKafkaStartup())
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level.")) -> None:
+    configure_logging(verbose)
 
 
 def main() -> None:

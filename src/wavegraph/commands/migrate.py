@@ -4,6 +4,9 @@ schemas.
 Exit codes: 0 success; 1 a migration or an undo failed, validation found edited files, or the database
 holds a migration recorded as failed (``apply``/``rollback`` refuse until ``repair``). Errors are printed
 as messages, never as tracebacks.
+
+Tables fit an 80-column terminal: one line per migration with the columns an operator reads first;
+``--details`` adds the script, checksums, snapshot times and every post-check (``--json``: all fields).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ DbOpt = Annotated[
     Literal["neo4j", "postgres", "all"], typer.Option("--db", help="Which database (default: both).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DetailsOpt = Annotated[
+    bool, typer.Option("--details", help="Every column (script, checksums, snapshot ms, each check).")
+]
 LocationOpt = Annotated[
     Path | None,
     typer.Option("--location", help="A flyway.toml, or a directory with one or with neo4j/ and postgres/."),
@@ -49,8 +55,11 @@ def _json(data: Any) -> None:
 
 
 @app.command()
-def info(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False) -> None:
-    """Every migration with its version, description, checksum, install time and state."""
+def info(
+    db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False, details: DetailsOpt = False
+) -> None:
+    """Every migration with its version, description, install time and state (--details: its script,
+    checksum and the install time to the second)."""
     from wavegraph.migrations import api
 
     rows = asyncio.run(api.info(_settings(), location, _dbs(db)))
@@ -58,8 +67,11 @@ def info(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False)
         _json([r.as_dict() for r in rows])
         return
     table = Table(title="wavegraph migrations")
-    for column in ("db", "version", "description", "checksum", "installed on", "state"):
-        table.add_column(column)
+    columns = ["db", "version", "script" if details else "description", "installed on", "state"]
+    if details:
+        columns[3:3] = ["checksum"]
+    for column in columns:
+        table.add_column(column, overflow="fold")  # --details in 80 columns: wrap, never cut
     colours = {
         "success": "green",
         "pending": "yellow",
@@ -69,9 +81,22 @@ def info(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False)
         "rolled back": "red",
     }
     for r in rows:
-        installed = r.installed_on.strftime("%Y-%m-%d %H:%M:%S") if r.installed_on else "-"
+        installed = (
+            r.installed_on.strftime("%Y-%m-%d %H:%M:%S" if details else "%Y-%m-%d %H:%M")
+            if r.installed_on
+            else "-"
+        )
         colour = colours.get(r.state, "bold red")
-        table.add_row(r.db, r.version, r.description, r.checksum[:12], installed, f"[{colour}]{r.state}[/]")
+        cells = [
+            r.db,
+            r.version,
+            escape(r.script if details else r.description),
+            installed,
+            f"[{colour}]{r.state}[/]",
+        ]
+        if details:
+            cells[3:3] = [r.checksum[:12]]
+        table.add_row(*cells)
     console = Console()
     console.print(table)
     for r in rows:
@@ -100,7 +125,9 @@ def validate(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = Fa
 
 
 @app.command()
-def apply(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False) -> None:
+def apply(
+    db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False, details: DetailsOpt = False
+) -> None:
     """Apply every pending migration; a failure is rolled back automatically (exit 1).
 
     Refuses (exit 1, nothing changed) while a migration is recorded as failed: see `migrate repair`.
@@ -114,7 +141,7 @@ def apply(db: DbOpt = "all", location: LocationOpt = None, json: JsonOpt = False
     if json:
         _json([r.as_dict() for r in reports])
     else:
-        _steps("apply", reports)
+        _steps("apply", reports, details=details)
 
 
 @app.command()
@@ -126,6 +153,7 @@ def rollback(
     db: DbOpt = "all",
     location: LocationOpt = None,
     json: JsonOpt = False,
+    details: DetailsOpt = False,
 ) -> None:
     """Run the U scripts of the migrations newer than --target (default: the latest one), newest first.
 
@@ -140,7 +168,7 @@ def rollback(
     if json:
         _json([r.as_dict() for r in reports])
     else:
-        _steps("rollback", reports)
+        _steps("rollback", reports, details=details)
 
 
 @app.command()
@@ -152,6 +180,7 @@ def repair(
     db: DbOpt = "all",
     location: LocationOpt = None,
     json: JsonOpt = False,
+    details: DetailsOpt = False,
 ) -> None:
     """Mark migrations recorded as failed as repaired, after you fixed the database by hand.
 
@@ -172,7 +201,7 @@ def repair(
     if json:
         _json([r.as_dict() for r in reports])
     else:
-        _steps("repair", reports)
+        _steps("repair", reports, details=details)
 
 
 @app.command("dry-run")
@@ -187,6 +216,7 @@ def dry_run(
     ] = None,
     sample_nodes: Annotated[int, typer.Option("--sample-nodes", min=10)] = 10_000,
     json: JsonOpt = False,
+    details: DetailsOpt = False,
 ) -> None:
     """Apply every pending migration on a throwaway copy (own data dir and port); the target is untouched."""
     from wavegraph.migrations.dryrun import dry_run as run
@@ -199,7 +229,7 @@ def dry_run(
     else:
         for r in reports:
             console.print(f"[bold]{r.db}[/]: {r.source}, loaded in {r.load_s:.1f} s {r.loaded}")
-            _steps(f"dry-run {r.db}", r.steps, console)
+            _steps(f"dry-run {r.db}", r.steps, console, details=details)
             if r.failure:
                 console.print(f"[bold red]failed:[/] {r.failure}", soft_wrap=True)
             console.print(f"{r.db}: {'[green]ok[/]' if r.ok else '[red]FAILED[/]'} in {r.total_s:.1f} s")
@@ -207,30 +237,66 @@ def dry_run(
         raise typer.Exit(1)
 
 
-def _steps(title: str, reports: list[Any], console: Console | None = None) -> None:
+def _description(script: str) -> str:
+    """``V2025.05__node_lookup_indexes.cypher`` → ``node lookup indexes`` (Flyway's naming)."""
+    stem = script.split("__", 1)[-1].rsplit(".", 1)[0]
+    return stem.replace("_", " ")
+
+
+def _checks_summary(checks: list[Any]) -> str:
+    if not checks:
+        return "-"
+    failed = sum(not c.ok for c in checks)
+    return f"[green]✓ {len(checks)}[/]" if not failed else f"[red]✗ {failed} of {len(checks)}[/]"
+
+
+def _steps(title: str, reports: list[Any], console: Console | None = None, *, details: bool = False) -> None:
+    """One line per step (db, version, description, ms, checks) in 80 columns; ``details``: the
+    script, snapshot time, each check and the content checksums before and after."""
     console = console or Console()
     if not reports:
         console.print(f"{title}: nothing to do")
         return
     table = Table(title=title)
-    for column in ("db", "version", "script", "ms", "snapshot ms", "checks", "before", "after"):
-        table.add_column(column, justify="right" if "ms" in column else "left")
+    columns = (
+        ("db", "version", "script", "ms", "snapshot ms", "checks", "before", "after")
+        if details
+        else ("db", "version", "description", "ms", "checks")
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column.endswith("ms") else "left", overflow="fold")
     for r in reports:
-        checks = "\n".join(f"{'✓' if c.ok else '✗'} {c.name} = {c.value}" for c in r.checks) or "-"
-        table.add_row(
-            r.db,
-            r.version,
-            r.script,
-            str(r.execution_ms),
-            str(r.snapshot_ms),
-            checks,
-            r.before_checksum[:12],
-            r.after_checksum[:12],
-        )
+        if details:
+            checks = (
+                "\n".join(escape(f"{'✓' if c.ok else '✗'} {c.name} = {c.value}") for c in r.checks) or "-"
+            )
+            table.add_row(
+                r.db,
+                r.version,
+                escape(r.script),
+                str(r.execution_ms),
+                str(r.snapshot_ms),
+                checks,
+                r.before_checksum[:12],
+                r.after_checksum[:12],
+            )
+        else:
+            table.add_row(
+                r.db,
+                r.version,
+                escape(_description(r.script)),
+                str(r.execution_ms),
+                _checks_summary(r.checks),
+            )
     console.print(table)
     for r in reports:
+        if not details:
+            for c in r.checks:
+                if not c.ok:
+                    check = escape(f"{c.name} = {c.value}, expected {c.expected}")
+                    console.print(f"[red]✗ {escape(r.script)}:[/] {check}", soft_wrap=True)
         if r.error:
-            console.print(f"[yellow]{r.script}:[/] {r.error}")
+            console.print(f"[yellow]{escape(r.script)}:[/] {escape(r.error)}", soft_wrap=True)
 
 
 def _fail(exc: Exception, json: bool) -> Any:
