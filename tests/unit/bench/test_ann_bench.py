@@ -5,12 +5,17 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 from rich.console import Console
 
+from wavegraph.bench import ann
 from wavegraph.bench.ann import (
+    _RUN,
+    _recall,
     bench_sizes,
     embed_cached,
     load_vectors,
@@ -19,6 +24,7 @@ from wavegraph.bench.ann import (
     wordnet_sentences,
 )
 from wavegraph.errors import MissingPrerequisite
+from wavegraph.settings import Settings
 from wavegraph.sinks.faiss import HybridParams
 
 FIELDS = ("index", "recall@10", "recall@100", "p50_ms", "p95_ms", "p99_ms", "qps", "memory_bytes", "build_s")
@@ -39,8 +45,7 @@ def test_quick_bench_reports_the_fields_bench_md_names(tmp_path: Path) -> None:
     for row in rows:
         for name in FIELDS:
             assert name in row, (row["index"], name)
-        assert 0.0 <= row["recall@10"] <= 1.0 and row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
-        assert row["memory_bytes"] > 0
+        _assert_memory_is_the_index_size(row)
     datasets = report["params"]["datasets"]
     assert {d["dim"] for d in datasets.values()} == {384, 784}
     thresholds = report["params"]["hybrid"]["hnsw_threshold"]
@@ -76,6 +81,121 @@ def test_quick_bench_reports_the_fields_bench_md_names(tmp_path: Path) -> None:
     above = [r for r in ours if r["path"] == "hnsw"]
     assert report["params"]["worst_p95_vs_hnsw"] == max(r["p95_vs_hnsw"] for r in above)
     assert report["params"]["worst_recall_vs_hnsw"] == min(r["recall_vs_hnsw"] for r in above)
+
+
+def _assert_memory_is_the_index_size(row: dict[str, Any]) -> None:
+    """A faiss baseline's ``memory_bytes`` is its serialized size: the float32 rows plus its structure."""
+    rows = row["n"] * row["dim"] * 4
+    name, memory = row["index"], row["memory_bytes"]
+    assert row["memory_vs_flat"] == round(memory / rows, 4)
+    if name == "exact flat":
+        assert rows <= memory <= rows + 1024
+    elif name.startswith("HNSW"):
+        m = int(name.removeprefix("HNSW").split("-")[0])
+        links = row["n"] * 2 * m * 4  # level 0 keeps 2M int32 neighbours per node
+        assert rows + links <= memory <= rows + 2 * links + row["n"] * 64
+    elif name.startswith("IVF"):
+        lists = int(name.removeprefix("IVF").split("-")[0])
+        floor = rows + row["n"] * 8 + lists * row["dim"] * 4  # rows, int64 ids, centroids
+        assert floor <= memory <= floor + lists * 64 + 4096
+
+
+class _CycleClock:
+    """Stands in for ``time.perf_counter`` in the bench module: wall time cannot be made to give known
+    samples, this clock can. Every timed interval is a pair of reads; the i-th lasts ``steps_ms[i % len]``.
+    Each latency run is ``_RUN`` intervals in a row, so with ``len(steps_ms)`` dividing it every index
+    measures exactly the multiset ``steps_ms`` once per run, whatever the interleaving."""
+
+    def __init__(self, steps_ms: list[float]) -> None:
+        self.steps_ms = steps_ms
+        self.now = 0.0
+        self.reads = 0
+
+    def perf_counter(self) -> float:
+        if self.reads % 2:
+            self.now += self.steps_ms[(self.reads // 2) % len(self.steps_ms)] / 1e3
+        self.reads += 1
+        return self.now
+
+
+def test_recall_counts_the_true_neighbours_found() -> None:
+    truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = np.array([[2, 9, 4, 1], [8, 5, -1, -1]])  # at 4: 3 and 2 of 4; at 2: 1 and 1 of 2
+    assert _recall(found, truth, 4) == 5 / 8
+    assert _recall(found, truth, 2) == 2 / 4
+    assert _recall(truth[:, ::-1], truth, 4) == 1.0  # order inside the top k does not matter
+
+
+def _user_file(tmp_path: Path) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """1,300 rows and 200 queries of 32-d clustered vectors, scaled to norms in [0.5, 4] (the bench must
+    normalise them: the recall is cosine), as ``.npy`` files."""
+    x = synthetic_clustered(1500, 32, seed=3, topics=20, topic_rank=4, leaf_rank=8)
+    x = x * np.random.default_rng(7).uniform(0.5, 4.0, size=(len(x), 1)).astype(np.float32)
+    base, queries = x[:1300], x[1300:]
+    np.save(tmp_path / "base.npy", base)
+    np.save(tmp_path / "queries.npy", queries)
+    return tmp_path / "base.npy", tmp_path / "queries.npy", base, queries
+
+
+def test_exhaustive_ivf_has_recall_one_and_one_probe_less_on_scaled_vectors(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """IVF probing every list is an exact search: its recall is 1.0 only if the bench's ground truth is the
+    exact cosine answer (computed here with numpy: unambiguous, no near ties at the 10th/100th rank);
+    probing one list misses neighbours, so the figure is measured, not a constant."""
+    data, queries, base, q = _user_file(tmp_path)
+    unit = base / np.linalg.norm(base, axis=1, keepdims=True)
+    qunit = q / np.linalg.norm(q, axis=1, keepdims=True)
+    scores = np.sort(qunit @ unit.T, axis=1)[:, ::-1]
+    for at in (10, 100):
+        assert (scores[:, at - 1] - scores[:, at] > 1e-5).all(), "a near tie would make the truth ambiguous"
+    recalls = {}
+    for probes in (1, 100):
+        vector = settings.vector.model_copy(update={"probes": probes})
+        report = run_ann_bench(
+            quick=True,
+            out=tmp_path / f"p{probes}.json",
+            data=data,
+            queries=queries,
+            settings=settings.model_copy(update={"vector": vector}),
+            console=_quiet(),
+        )
+        ivf = next(r for r in report["rows"] if r["index"].startswith("IVF"))
+        assert ivf["params"] == f"lists=33 probes={min(probes, 33)}"  # 1,300 // 39 lists
+        recalls[probes] = (ivf["recall@10"], ivf["recall@100"])
+        exact = next(r for r in report["rows"] if r["index"] == "exact flat")
+        assert (exact["recall@10"], exact["recall@100"]) == (1.0, 1.0)
+    assert recalls[100] == (1.0, 1.0)
+    assert recalls[1][0] < 0.95 and recalls[1][1] < 0.95
+
+
+def test_latency_figures_are_the_percentiles_of_the_timed_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = [float(v) for v in (7, 1, 3, 20, 2, 9, 4, 5, 6, 8, 10, 12, 11, 13, 15, 14, 16, 18, 17, 19)]
+    assert len(steps) == _RUN
+    clock = _CycleClock(steps)
+    monkeypatch.setattr(ann, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    data, queries, _, _ = _user_file(tmp_path)
+    report = run_ann_bench(quick=True, out=tmp_path / "r.json", data=data, queries=queries, console=_quiet())
+    # 200 queries in runs of 20, 3 rounds: each index timed the 20 steps 30 times
+    samples = np.array(steps * 30)
+    want = {
+        "p50_ms": round(float(np.percentile(samples, 50)), 4),
+        "p95_ms": round(float(np.percentile(samples, 95)), 4),
+        "p99_ms": round(float(np.percentile(samples, 99)), 4),
+        "qps": round(1e3 / float(samples.mean()), 1),
+    }
+    assert want == {"p50_ms": 10.5, "p95_ms": 19.05, "p99_ms": 20.0, "qps": 95.2}
+    rows = report["rows"]
+    assert len(rows) == 4
+    for row in rows:
+        assert {name: row[name] for name in want} == pytest.approx(want, abs=1e-3), row["index"]
+        assert round(row["build_s"] * 1e3, 6) in steps  # one interval of the clock: the build was timed by it
+    ours = next(r for r in rows if "hybrid" in r["index"])
+    assert ours["p95_vs_exact"] == 1.0 and ours["p95_vs_hnsw"] == 1.0
+    assert report["ratio"] == 1.0
+    assert clock.reads == 2 * (4 + 4 * 200 * 3)  # four builds, then every timed query, nothing else
 
 
 def test_bench_sizes_straddle_the_threshold() -> None:

@@ -97,3 +97,57 @@ async def test_leaving_the_transaction_without_commit_writes_nothing(
     assert await rows(audio_db, stream) == []
     assert await store.save([window(stream, 0, "fine")]) == [None]
     assert await rows(audio_db, stream) == [0]
+
+
+async def test_a_window_written_twice_is_one_copy_in_every_table(
+    store: TranscriptStore, audio_db: Settings
+) -> None:
+    """A replay writes the same window again (same tenant, stream and index): one transcript row, one
+    embedding row and one set of segments, holding the later write."""
+    stream = f"twice-{uuid.uuid4().hex[:8]}"
+    first = window(stream, 0, "first take")
+    again = window(stream, 0, "second take")
+    two_segments = again.event.model_copy(
+        update={
+            "segments": [
+                Segment(start_s=0.0, end_s=0.5, text="second"),
+                Segment(start_s=0.5, end_s=1.0, text="take"),
+            ]
+        }
+    )
+    unit = again.embedding
+    again = StoredWindow(
+        event=two_segments,
+        first_seq=0,
+        last_seq=0,
+        position=again.position,
+        embedding=unit,
+        segment_embeddings=np.stack([unit, unit]),
+    )
+    assert first.event.event_id == again.event.event_id  # the id is the window's, not the write's
+    assert await store.save([first]) == [None]
+    assert await store.save([again]) == [None]
+    async with store.transaction() as tx:  # and a third time, through a staged write
+        assert await tx.write([again]) == [None]
+        await tx.commit()
+    transcripts = await fetch(
+        audio_db,
+        "SELECT text, event_id FROM transcripts WHERE tenant = $1 AND stream_id = $2",
+        TENANT,
+        stream,
+    )
+    assert [(r["text"], r["event_id"]) for r in transcripts] == [("second take", again.event.event_id)]
+    segments = await fetch(
+        audio_db,
+        "SELECT segment, text FROM transcript_segments WHERE tenant = $1 AND stream_id = $2 ORDER BY 1",
+        TENANT,
+        stream,
+    )
+    assert [(r["segment"], r["text"]) for r in segments] == [(0, "second"), (1, "take")]
+    embeddings = await fetch(
+        audio_db,
+        "SELECT text FROM embeddings WHERE tenant = $1 AND kind = 'transcript' AND id = $2",
+        TENANT,
+        again.event.event_id,
+    )
+    assert [r["text"] for r in embeddings] == ["second take"]

