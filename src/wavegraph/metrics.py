@@ -153,10 +153,20 @@ SEARCH_QUERY_MS = Histogram(
     registry=REGISTRY,
 )
 
-# --- read side cache ------------------------------------------------------------------------
+# --- read side cache (the names are the issue's: no wavegraph_ prefix) ---------------------------
 CACHE_HIT_RATIO = Gauge(
-    "wavegraph_cache_hit_ratio", "Redis cache hit ratio over the last window.", registry=REGISTRY
+    "cache_hit_ratio", "Response-cache hit ratio over the last PI interval.", registry=REGISTRY
 )
 CACHE_TTL_SECONDS = Gauge(
-    "wavegraph_cache_ttl_seconds", "TTL chosen by the PI controller.", registry=REGISTRY
+    "cache_ttl_seconds", "TTL the PI controller gives new response-cache entries.", registry=REGISTRY
 )
+CACHE_REQUESTS = Counter(
+    "cache_requests_total",
+    "Response-cache lookups by result (hit, miss, bypass = Cache-Control: no-cache, error = Redis down).",
+    ["result"],
+    registry=REGISTRY,
+)
+PID_ERROR = Gauge(
+    "pid_error", "PI controller error e = target - hit ratio (last interval).", registry=REGISTRY
+)
+PID_INTEGRAL = Gauge("pid_integral", "PI controller integral I (clamped to ±I_max).", registry=REGISTRY)

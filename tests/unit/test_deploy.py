@@ -88,9 +88,7 @@ def test_the_check_refuses_an_unexported_metric_and_names_the_panel() -> None:
 
 
 def test_the_registry_includes_the_modules_that_register_their_own_metrics() -> None:
-    assert {"wavegraph.metrics", "wavegraph.http.cache", "wavegraph.query.embedding_cache"} <= set(
-        metric_modules()
-    )
+    assert {"wavegraph.metrics", "wavegraph.query.embedding_cache"} <= set(metric_modules())
     names = exported_metric_names()
     assert {"lmdb_evictions_total", "cache_ttl_seconds", "wavegraph_batch_seconds_bucket"} <= names
     assert "wavegraph_events_sunk" not in names  # counters are exposed with _total only

@@ -36,7 +36,7 @@ controller of
 saved in Redis at ``<prefix>pid`` each cycle and read back at start, so a restart resumes the tuned TTL.
 It is one tracked task that ends when the stop event is set (see :func:`start`).
 
-Metrics (registered on :data:`wavegraph.metrics.REGISTRY`; to move to ``metrics.py``):
+Metrics (declared in :mod:`wavegraph.metrics`):
 ``cache_hit_ratio``, ``cache_ttl_seconds``, ``cache_requests_total{result=hit|miss|bypass|error}``,
 ``pid_error``, ``pid_integral``.
 """
@@ -57,14 +57,19 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from wavegraph.http.context import ApiContext, context
-from wavegraph.metrics import REGISTRY
+from wavegraph.metrics import (
+    CACHE_HIT_RATIO,
+    CACHE_REQUESTS,
+    CACHE_TTL_SECONDS,
+    PID_ERROR,
+    PID_INTEGRAL,
+)
 from wavegraph.query.ttl_controller import PiGains, PiStep, TtlController
 
 __all__ = [
@@ -82,22 +87,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_HIT_RATIO = Gauge(
-    "cache_hit_ratio", "Response-cache hit ratio over the last PI interval.", registry=REGISTRY
-)
-CACHE_TTL_SECONDS = Gauge(
-    "cache_ttl_seconds", "TTL the PI controller gives new response-cache entries.", registry=REGISTRY
-)
-CACHE_REQUESTS = Counter(
-    "cache_requests_total",
-    "Response-cache lookups by result (hit, miss, bypass = Cache-Control: no-cache, error = Redis down).",
-    ["result"],
-    registry=REGISTRY,
-)
-PID_ERROR = Gauge(
-    "pid_error", "PI controller error e = target - hit ratio (last interval).", registry=REGISTRY
-)
-PID_INTEGRAL = Gauge("pid_integral", "PI controller integral I (clamped to ±I_max).", registry=REGISTRY)
 
 ROUTES: list[BaseRoute] = []
 OPENAPI: dict[str, Any] = {}
