@@ -63,3 +63,30 @@ async def test_a_dimension_the_column_does_not_have_refuses_every_row_without_ra
     rows, _ = rows_with_bad_ones(prefix, migrated.graph.embedding_dim + 1)
     assert await node_store.write_postgres(rows) == len(rows)
     assert await pg_rows(migrated, prefix) == {}
+
+
+def clean_rows(prefix: str, dim: int, version: int, value: float) -> NodeRows:
+    n = 6
+    ids = [f"{prefix}t{i}" for i in range(n)]
+    vec = np.full((n, dim), value, np.float32)
+    return NodeRows(TENANT, version, ids, np.full(n, value / n), vec, vec.copy())
+
+
+async def test_an_older_recompute_never_overwrites_a_newer_one(
+    node_store: NodeStore, migrated: Settings, prefix: str
+) -> None:
+    """Version 2 is written, then a slow version-1 recompute lands: both databases keep version 2's
+    values; a version-3 write then replaces them (the guard is on the version, not on first write)."""
+    dim = migrated.graph.embedding_dim
+    newer, older = clean_rows(prefix, dim, 2, 0.2), clean_rows(prefix, dim, 1, 0.1)
+    assert await node_store.write(newer) == 0
+    assert await node_store.write(older) == 0  # not a refusal: a row that is simply not newer
+    stored = await pg_rows(migrated, prefix)
+    assert {r.version for r in stored.values()} == {2}
+    assert all(np.allclose(r.haa, 0.2) and r.pagerank == pytest.approx(0.2 / 6) for r in stored.values())
+    graph = await neo4j_nodes(migrated, prefix)
+    assert {v for _, _, v in graph} == {2}
+    assert all(haa is not None and np.allclose(haa, 0.2) for _, haa, _ in graph)
+    assert await node_store.write(clean_rows(prefix, dim, 3, 0.3)) == 0
+    assert {r.version for r in (await pg_rows(migrated, prefix)).values()} == {3}
+    assert {v for _, _, v in await neo4j_nodes(migrated, prefix)} == {3}
