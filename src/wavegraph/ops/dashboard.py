@@ -5,7 +5,8 @@ that docker-compose provisions; ``wavegraph grafana render --out deploy/grafana/
 regenerates it and a unit test fails when the two differ. ``wavegraph grafana upload`` sends the same
 dashboard to a Grafana over its HTTP API.
 
-Every panel reads a metric wavegraph exports (:mod:`wavegraph.metrics`, the response cache's among them, the LMDB embedding cache in :mod:`wavegraph.query.embedding_cache`);
+Every panel reads a metric wavegraph exports (:mod:`wavegraph.metrics`, the response cache's among
+them, the LMDB embedding cache in :mod:`wavegraph.query.embedding_cache`);
 :func:`wavegraph.ops.metric_names.unknown_metrics` is the check. Panels take their data source from
 the dashboard variable ``datasource`` (any Prometheus data source of the Grafana it lands in), so the
 JSON does not depend on a data-source uid.
