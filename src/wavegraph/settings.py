@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wavegraph.errors import ConfigError
 
@@ -42,12 +42,51 @@ class KafkaSettings(_Section):
     partitions: int = Field(3, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    heap: str = "512m"
+    heap: str = "512m"  # per broker
+    # ``services up`` starts this many KRaft brokers (each also a controller voter); broker ``i``
+    # (0-based) listens on ``port + broker_port_step * i``, its controller on
+    # ``controller_port + broker_port_step * i`` (defaults: 9092/9093, 9102/9103, 9112/9113).
+    brokers: int = Field(1, ge=1, le=9)
+    broker_port_step: int = Field(10, ge=1)
+    # ``null``: derived from the broker count N (see :meth:`replication`): min(3, N) and min(2, N).
+    replication_factor: int | None = Field(None, ge=1)
+    min_insync_replicas: int | None = Field(None, ge=1)
     topics: TopicsSettings = TopicsSettings()
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> KafkaSettings:
+        ports = [*self.broker_ports, *self.controller_ports]
+        if len(set(ports)) != len(ports) or max(ports) > 65535:
+            raise ValueError(
+                f"broker_port_step {self.broker_port_step} gives {self.brokers} brokers overlapping or "
+                f"invalid ports {ports}: choose a step that keeps listener and controller ports apart"
+            )
+        rf, isr = self.replication()
+        if isr > rf:
+            raise ValueError(f"min_insync_replicas {isr} exceeds the replication factor {rf}")
+        return self
+
+    @property
+    def broker_ports(self) -> tuple[int, ...]:
+        """The client port of every local broker, broker 1 first."""
+        return tuple(self.port + self.broker_port_step * i for i in range(self.brokers))
+
+    @property
+    def controller_ports(self) -> tuple[int, ...]:
+        return tuple(self.controller_port + self.broker_port_step * i for i in range(self.brokers))
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        """``host:port`` of every broker, comma-separated (what Kafka clients take)."""
+        return ",".join(f"{self.host}:{port}" for port in self.broker_ports)
+
+    def replication(self, brokers: int | None = None) -> tuple[int, int]:
+        """(replication factor, ``min.insync.replicas``) of wavegraph's topics on a cluster of
+        ``brokers`` (default: :attr:`brokers`): the configured values, else ``min(3, N)`` and
+        ``min(2, N, rf)`` (1 and 1 on one broker; 3 and 2 on three)."""
+        n = self.brokers if brokers is None else brokers
+        rf = self.replication_factor or min(3, n)
+        return rf, self.min_insync_replicas or min(2, n, rf)
 
 
 class Neo4jSettings(_Section):
@@ -231,13 +270,14 @@ class MetricsSettings(_Section):
     """Where each stream processor (``wavegraph run edges|audio|graph``) serves ``/metrics``; 0 disables.
 
     One port per processor so the three can run on one host; a second worker of the same processor on
-    that host needs its own port (``WAVEGRAPH_METRICS__EDGES_PORT=...``) or 0.
+    that host needs its own port (``WAVEGRAPH_METRICS__EDGES_PORT=...``) or 0. 93xx, clear of Kafka's
+    brokers (9092 + 10·i and their controllers) and Prometheus (9090).
     """
 
     host: str = "127.0.0.1"
-    edges_port: int = Field(9101, ge=0, le=65535)
-    audio_port: int = Field(9102, ge=0, le=65535)
-    graph_port: int = Field(9103, ge=0, le=65535)
+    edges_port: int = Field(9301, ge=0, le=65535)
+    audio_port: int = Field(9302, ge=0, le=65535)
+    graph_port: int = Field(9303, ge=0, le=65535)
 
     def port(self, processor: Literal["edges", "audio", "graph"]) -> int:
         """The metrics port of ``processor`` (0: not served)."""

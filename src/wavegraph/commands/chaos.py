@@ -1,10 +1,10 @@
-"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|bad-input``: fault scenarios under load.
+"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|broker-kill|bad-input``: fault scenarios.
 
 Each prints its figures, writes ``bench/results/chaos_<name>.json`` and exits 1 if one does not hold.
 The scenarios that stop a server (``neo4j-outage``, ``kafka-restart``) stop a throwaway instance on
 its own port unless ``--shared`` asks for the configured one: other work on the shared services would
-see the outage too. Every scenario uses a private Redis, because the breaker state lives under one
-fixed key that every API reads.
+see the outage too. ``broker-kill`` always runs on a throwaway 3-broker cluster of its own. Every
+scenario uses a private Redis, because the breaker state lives under one fixed key that every API reads.
 """
 
 from __future__ import annotations
@@ -125,6 +125,49 @@ def kafka_restart(
 
     figures = ("unavailable_s", "accepted", "final_loss", "lost", "duplicates", "drain_s")
     _run(settings, ("redis",) if shared else ("kafka", "redis"), scenario, figures, out)
+
+
+@app.command("broker-kill")
+def broker_kill(
+    rate: float = typer.Option(500.0, "--rate", min=1, help="Keyed edge events/s offered to the topic."),
+    warmup: float = typer.Option(8.0, "--warmup", min=0, help="Seconds of load before the kill."),
+    recovery: float = typer.Option(
+        10.0, "--recovery", min=0, help="Seconds of load after the new leader is elected."
+    ),
+    rejoin: bool = typer.Option(
+        True, "--rejoin/--no-rejoin", help="Start the killed broker again and wait for full ISR."
+    ),
+    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    out: Path | None = OUT,
+) -> None:
+    """SIGKILL the leader of a partition of a throwaway 3-broker cluster (RF 3, min.insync.replicas 2)
+    under acks=all load: 0 acknowledged events lost (topic and Neo4j, by content), the leader moves,
+    producers and consumers continue, the lag drains."""
+    from wavegraph.devservices.kafka import brokers, with_brokers
+    from wavegraph.loadtest.broker_kill import BROKERS, BrokerKillPlan, run_broker_kill
+
+    plan = BrokerKillPlan(rate=rate, warmup_s=warmup, recovery_s=recovery, rejoin=rejoin)
+    settings = with_brokers(load_settings(), BROKERS)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        return await run_broker_kill(s, brokers(s), plan)  # the throwaway cluster ``s`` points at
+
+    figures = (
+        "killed_broker",
+        "new_leader",
+        "failover_s",
+        "accepted",
+        "final_loss",
+        "lost_in_log",
+        "acked_after_kill",
+        "acked_after_kill_on_partition",
+        "consumed_after_kill",
+        "lost",
+        "duplicates",
+        "drain_s",
+    )
+    _run(settings, ("kafka", "redis"), scenario, figures, out)
 
 
 @app.command("bad-input")

@@ -1,7 +1,9 @@
 """``wavegraph services up | down | status``: real local Kafka, Neo4j, PostgreSQL and Redis, no Docker.
 
 ``up --with prometheus`` also starts Debian's Prometheus scraping the API and the processors;
-``down`` and ``status`` then cover it too (``--only prometheus`` acts on it alone).
+``down`` and ``status`` then cover it too (``--only prometheus`` acts on it alone). ``up --brokers 3``
+(or ``kafka.brokers: 3``) starts a 3-broker KRaft cluster; every broker is one row (``kafka``,
+``kafka-2``, ``kafka-3``), and ``down``/``status`` act on the cluster that runs.
 """
 
 from __future__ import annotations
@@ -40,17 +42,34 @@ def _names(only: str | None) -> list[str] | None:
     return [name.strip() for name in only.split(",") if name.strip()]
 
 
+Brokers = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        min=1,
+        max=9,
+        help="Kafka brokers to start (default: kafka.brokers); broker i listens on "
+        "kafka.port + kafka.broker_port_step * i.",
+    ),
+]
+
+
 @app.command()
-def up(only: Only = None, with_: With = None) -> None:
+def up(only: Only = None, with_: With = None, brokers: Brokers = None) -> None:
     """Start every service that does not already answer, in parallel, and wait until each answers."""
+    from wavegraph.devservices.kafka import with_brokers
     from wavegraph.devservices.manager import ServiceManager
     from wavegraph.settings import load_settings
 
-    manager = ServiceManager(load_settings())
-    names = [s.name for s in manager.services(_names(only), _names(with_) or ())]
+    settings = load_settings()
+    if brokers is not None:
+        settings = with_brokers(settings, brokers)
+    manager = ServiceManager(settings)
+    names = manager.names(_names(only), _names(with_) or ())
+    shown = [s.name for s in manager.services(names)]
     console = Console()
     start = time.perf_counter()
-    with console.status(f"starting {', '.join(names)} ..."):
+    with console.status(f"starting {', '.join(shown)} ..."):
         reports = asyncio.run(manager.up(names))
     table = Table(title="wavegraph services up")
     for column in ("service", "action", "seconds", "pid", "port", "jars"):

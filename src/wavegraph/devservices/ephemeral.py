@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
+from wavegraph.devservices.base import ServiceError
 from wavegraph.devservices.manager import ServiceManager
 from wavegraph.devservices.process import free_port
-from wavegraph.settings import Settings
+from wavegraph.settings import KafkaSettings, Settings
 
 
 def isolated_settings(settings: Settings, state_dir: Path, services: Iterable[str] | None = None) -> Settings:
@@ -32,15 +34,41 @@ def isolated_settings(settings: Settings, state_dir: Path, services: Iterable[st
     return s.model_copy(
         update={
             "services": s.services.model_copy(update={"state_dir": state_dir.absolute(), "enabled": enabled}),
-            "kafka": s.kafka.model_copy(
-                update={"port": free_port(s.kafka.host), "controller_port": free_port(s.kafka.host)}
-            ),
+            "kafka": s.kafka.model_copy(update=_free_kafka_ports(s.kafka)),
             "neo4j": s.neo4j.model_copy(update={"bolt_port": free_port(s.neo4j.host)}),
             "postgres": s.postgres.model_copy(update={"port": free_port(s.postgres.host), "dsn": None}),
             "redis": s.redis.model_copy(update={"port": free_port(s.redis.host)}),
             "prometheus": s.prometheus.model_copy(update={"port": free_port(s.prometheus.host)}),
         }
     )
+
+
+def _free_kafka_ports(kafka: KafkaSettings, attempts: int = 100) -> dict[str, int]:
+    """``port`` and ``controller_port`` for a throwaway cluster of ``kafka.brokers``: one free port each
+    for a single broker; for a cluster, a base whose every ``base + step * i`` (and ``+ 1``) is free,
+    because the brokers' ports follow the settings' scheme."""
+    if kafka.brokers == 1:
+        return {"port": free_port(kafka.host), "controller_port": free_port(kafka.host)}
+    step = kafka.broker_port_step
+    for _ in range(attempts):
+        base = free_port(kafka.host)
+        wanted = [base + step * i + offset for i in range(kafka.brokers) for offset in (0, 1)]
+        if (
+            len(set(wanted)) == len(wanted)
+            and max(wanted) <= 65535
+            and all(_bindable(p, kafka.host) for p in wanted)
+        ):
+            return {"port": base, "controller_port": base + 1}
+    raise ServiceError(f"no block of free ports for {kafka.brokers} brokers after {attempts} tries")
+
+
+def _bindable(port: int, host: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @contextlib.asynccontextmanager

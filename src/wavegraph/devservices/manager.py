@@ -3,6 +3,10 @@
 ``up`` acts on ``services.enabled`` plus any optional service asked for (``services up --with
 prometheus``); ``down`` and ``status`` also cover every other known service that is running from the same
 state dir, so a Prometheus started with ``--with`` is shown and stopped like the others.
+
+``kafka`` stands for every broker of the cluster (:func:`wavegraph.devservices.kafka.brokers`): ``up``
+starts ``kafka.brokers`` of them; ``down`` and ``status`` act on the cluster that runs (the size the last
+``up`` recorded), whatever the settings say now.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 from wavegraph.devservices.base import DownReport, Health, Service, UpReport
-from wavegraph.devservices.kafka import Kafka
+from wavegraph.devservices.kafka import Kafka, brokers, running_brokers
 from wavegraph.devservices.neo4j import Neo4j
 from wavegraph.devservices.postgres import Postgres
 from wavegraph.devservices.prometheus import Prometheus
@@ -50,20 +54,32 @@ class ServiceManager:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def services(self, only: Iterable[str] | None = None, extra: Iterable[str] = ()) -> list[Service]:
+    def names(self, only: Iterable[str] | None = None, extra: Iterable[str] = ()) -> list[str]:
         """``only`` (default: the enabled services), then each name of ``extra`` not already listed."""
         names = list(self.settings.services.enabled) if only is None else list(only)
-        names += [name for name in extra if name not in names]
-        return [service(self.settings, name) for name in names]
+        return names + [name for name in extra if name not in names]
+
+    def services(
+        self, only: Iterable[str] | None = None, extra: Iterable[str] = (), *, running: bool = False
+    ) -> list[Service]:
+        """The services of :meth:`names`; ``kafka`` expands to its brokers (``kafka.brokers`` of them,
+        or with ``running`` the size of the cluster running from this state dir, when one runs)."""
+        found: list[Service] = []
+        for name in self.names(only, extra):
+            if name == "kafka":
+                found += brokers(self.settings, running_brokers(self.settings) if running else None)
+            else:
+                found.append(service(self.settings, name))
+        return found
 
     def running_or_selected(self, only: Iterable[str] | None = None) -> list[Service]:
         """``only`` when given; else the enabled services plus every other one running from this state
-        dir (an optional service started with ``--with``)."""
+        dir (an optional service started with ``--with``). Kafka is the cluster that runs, if any."""
         if only is not None:
-            return self.services(only)
+            return self.services(only, running=True)
         enabled = set(self.settings.services.enabled)
-        running = [n for n in SERVICES if n not in enabled and service(self.settings, n).pid() is not None]
-        return self.services(None, running)
+        others = [n for n in SERVICES if n not in enabled and _running(self.settings, n)]
+        return self.services(None, others, running=True)
 
     async def up(self, only: Iterable[str] | None = None) -> list[UpReport]:
         """Start every selected service not already healthy, in parallel; raise the first failure
@@ -83,6 +99,12 @@ class ServiceManager:
 
     async def healthy(self, only: Iterable[str] | None = None) -> bool:
         return all(h.ok for h in await self.status(only))
+
+
+def _running(settings: Settings, name: str) -> bool:
+    if name == "kafka":
+        return running_brokers(settings) is not None
+    return service(settings, name).pid() is not None
 
 
 async def _gather(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:

@@ -1,9 +1,20 @@
-"""Creating wavegraph's versioned topics with partitions and retention from settings."""
+"""Creating wavegraph's versioned topics with partitions, replication and retention from settings.
+
+Replication follows the cluster: a topic gets ``kafka.replication_factor`` replicas and
+``min.insync.replicas = kafka.min_insync_replicas``; left ``null`` (the default) they are derived from
+the broker count N, the larger of ``kafka.brokers`` and the brokers the cluster's metadata lists:
+``min(3, N)`` replicas and ``min(2, N)`` in-sync replicas (1 and 1 on one broker, 3 and 2 on three),
+so an ``acks=all`` write survives the loss of any one broker of three. Counting the metadata too means
+a cluster started with ``services up --brokers 3`` (or docker compose's ``cluster`` profile) replicates
+its topics even when the settings still say one broker; counting the settings means a cluster that
+is missing a broker refuses to create under-replicated topics instead of creating them silently.
+Existing topics are left as they are (no reassignment).
+"""
 
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from wavegraph.settings import KafkaSettings
 
@@ -16,21 +27,27 @@ def topic_names(kafka: KafkaSettings) -> list[str]:
 async def ensure_topics(
     kafka: KafkaSettings, names: list[str] | None = None, partitions: int | None = None
 ) -> list[str]:
-    """Create the missing topics (all of wavegraph's by default); return the names created."""
+    """Create the missing topics (all of wavegraph's by default); return the names created.
+
+    A refusal by the broker other than "already exists" (e.g. a replication factor above the live
+    brokers) raises the matching :class:`aiokafka.errors.KafkaError` with the broker's message."""
     wanted = names or topic_names(kafka)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=30_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        cluster = await admin.describe_cluster()
+        replicas, min_isr = kafka.replication(max(kafka.brokers, len(cluster["brokers"])))
         config = {
             "retention.ms": str(kafka.retention_ms),
             "max.message.bytes": str(kafka.max_message_bytes),
+            "min.insync.replicas": str(min_isr),
         }
         new = [
             NewTopic(
                 name,
                 num_partitions=partitions or kafka.partitions,
-                replication_factor=1,
+                replication_factor=replicas,
                 topic_configs=config,
             )
             for name in wanted
@@ -38,12 +55,23 @@ async def ensure_topics(
         ]
         if new:
             try:
-                await admin.create_topics(new)
+                response = await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
+            else:
+                _raise_refusals(response.topic_errors)
         return [t.name for t in new]
     finally:
         await admin.close()
+
+
+def _raise_refusals(topic_errors: list[tuple[object, ...]]) -> None:
+    """Raise the first per-topic error of a CreateTopics response, except "already exists" (a race
+    with another creator is fine)."""
+    for name, code, *message in topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            text = str(message[0]) if message and message[0] else ""
+            raise for_code(int(code))(f"creating topic {name}: {text}".rstrip(": "))  # type: ignore[call-overload]
 
 
 async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
