@@ -18,11 +18,26 @@ QUICK = typer.Option(False, "--quick", help="A reduced size that finishes in abo
 
 
 @app.command()
-def runtime(quick: bool = QUICK, out: Path | None = OUT) -> None:
+def runtime(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    peers: bool = typer.Option(
+        False,
+        "--peers",
+        help="Also run Quix Streams and faust-streaming on the same topic (the optional 'peers' extra; "
+        "a peer that is not installed is skipped with a note).",
+    ),
+    events: int | None = typer.Option(
+        None, "--events", min=1000, help="Events on the topic (default 200,000; 50,000 with --quick)."
+    ),
+    repeats: int | None = typer.Option(
+        None, "--repeats", min=1, help="Interleaved runs of every case (default 3; 2 with --quick)."
+    ),
+) -> None:
     """Stream runtime (validate + sink + commit) events/s vs a bare getmany loop on the same topic."""
     from wavegraph.bench.runtime import run_runtime_bench
 
-    run_runtime_bench(load_settings(), quick=quick, out=out)
+    run_runtime_bench(load_settings(), quick=quick, out=out, peers=peers, events=events, repeats=repeats)
 
 
 @app.command()

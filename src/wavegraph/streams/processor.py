@@ -1,16 +1,19 @@
 """The consume→sink→commit loop every wavegraph processor runs.
 
-One iteration: ``getmany`` a batch → decode each record (invalid ones become dead letters) → every
-sink ``write``\\ s and ``flush``\\ es the valid events → dead letters are acknowledged by the broker →
-``commit({tp: last_offset + 1})``. Auto-commit is off, so a committed offset never runs ahead of what
-the sinks made durable; a crash replays at most the uncommitted batch (at-least-once; sinks are
-idempotent).
+One iteration: ``getmany`` a batch → decode each partition's records in one call (invalid ones become
+dead letters) → every sink ``write``\\ s and ``flush``\\ es the valid events → dead letters are
+acknowledged by the broker → ``commit({tp: last_offset + 1})``. Auto-commit is off, so a committed
+offset never runs ahead of what the sinks made durable; a crash replays at most what was processed
+since the last commit the broker confirmed (at-least-once; sinks are idempotent).
 
 Backpressure: a sink raising :class:`SinkBackpressureError` makes the loop pause its partitions, seek
 back to the batch's first offsets, wait ``retry_after`` (or until stopped) and resume.
 
-Commits are pipelined: the commit of a flushed batch overlaps the fetch and processing of the next
-batch (at most one commit in flight; it never covers anything not yet flushed).
+Commits run in the background: when a batch is flushed, its positions are committed unless a commit
+is still in flight, in which case the next batch's commit (or the next empty fetch's, or the one on the
+way out or on revocation) covers them. At most one commit is in flight, it never covers anything not
+yet flushed, and the loop never waits for the broker's answer, so commits cost no time per batch
+however slow the group coordinator answers.
 
 Sinks whose work spans batches (a transcription window over many records) implement
 :class:`~wavegraph.streams.sink.CommitGate`: each commit is lowered to ``committable(tp, offset)``, the
@@ -37,6 +40,11 @@ is not sent again.
 A :class:`~wavegraph.errors.SinkFatalError` (wrong credentials, read-only database) is not retried: it
 stops the processor with its one sentence.
 
+Per record the loop makes one decoder call per partition of a batch (a :class:`BatchDecoder` decodes
+them together), one :class:`~wavegraph.streams.sink.Item` and no await; metrics are counted per batch.
+While it runs, the garbage collector's youngest generation has room for a whole batch
+(:mod:`~wavegraph.streams.gc_headroom`).
+
 Shutdown: set the ``stop`` event; the loop finishes its batch, then every client is closed in
 reverse order by one ``AsyncExitStack``. The commit in flight is awaited on every way out (a stop, an
 exception, a cancellation), so no background task is left behind.
@@ -49,7 +57,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, MessageSizeTooLargeError
@@ -60,6 +68,7 @@ from wavegraph.clients import make_consumer, make_producer
 from wavegraph.errors import InvalidEvent, SinkBackpressureError
 from wavegraph.events import DLQ_HEADER_PREFIX, dlq_headers
 from wavegraph.settings import Settings
+from wavegraph.streams.gc_headroom import gc_headroom
 from wavegraph.streams.reasons import code_of
 from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink
 
@@ -67,6 +76,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Decoder = Callable[[ConsumerRecord[bytes, bytes]], T]
+Decoded = tuple[list[T], dict[int, InvalidEvent]]  # the valid events in order; refusals by record index
+
+
+@runtime_checkable
+class BatchDecoder(Protocol[T]):
+    """A decoder that can also decode many records at once (one call per partition of a batch).
+
+    ``decode_batch(records)`` returns the events of the valid records, in order, and the
+    :class:`InvalidEvent` of every other record by its index in ``records``: the same verdicts as
+    calling the decoder on each record.
+    """
+
+    def __call__(self, record: ConsumerRecord[bytes, bytes]) -> T: ...
+
+    def decode_batch(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[T], dict[int, InvalidEvent]]: ...
+
+
 Dead = tuple[ConsumerRecord[bytes, bytes], str, str]  # record, reason, code
 
 _DLQ_OVERHEAD = 4096  # bytes kept free for the record batch framing beside value, key and headers
@@ -110,7 +138,8 @@ class _RevokeListener(ConsumerRebalanceListener):
 class StreamProcessor(Generic[T]):
     """Consume ``topics`` as consumer group ``group_id``, decode, write to ``sinks``, commit.
 
-    ``decode`` turns a record into an event or raises :class:`InvalidEvent` (→ dead letter).
+    ``decode`` turns a record into an event or raises :class:`InvalidEvent` (→ dead letter); a
+    :class:`BatchDecoder` is called once per partition of each batch instead.
     """
 
     def __init__(
@@ -128,6 +157,7 @@ class StreamProcessor(Generic[T]):
         self.name = name
         self.topics = list(topics)
         self.decode = decode
+        self._decode_batch = decode.decode_batch if isinstance(decode, BatchDecoder) else self._decode_each
         self.sinks = list(sinks)
         self.group_id = group_id or f"{settings.runtime.group_prefix}.{name}"
         self.max_batch = max_batch or settings.runtime.max_batch
@@ -137,6 +167,7 @@ class StreamProcessor(Generic[T]):
         self.stats = {"consumed": 0, "sunk": 0, "dead_letters": 0, "pauses": 0, "commits": 0}
         self.started = asyncio.Event()
         self._commit_task: asyncio.Task[None] | None = None
+        self._uncommitted_since: float | None = None  # start of the oldest flushed, uncommitted batch
         self._positions: dict[TopicPartition, int] = {}
         self._gates = [s for s in self.sinks if isinstance(s, CommitGate)]
         self._revoked_in_flight: set[TopicPartition] = set()
@@ -166,6 +197,7 @@ class StreamProcessor(Generic[T]):
             stack.push_async_callback(consumer.stop)
             self._consumer = consumer
             stack.push_async_callback(self._settle_commit)  # runs before the clients close
+            stack.enter_context(gc_headroom(self.max_batch))
             self.started.set()
             timeout_ms = self.settings.runtime.fetch_timeout_ms
             while not stop.is_set():
@@ -176,6 +208,7 @@ class StreamProcessor(Generic[T]):
                     await asyncio.sleep(0.5)
                     continue
                 if not batches and not self._timer_due():
+                    self._start_commit(consumer)  # an idle stream commits what is left
                     continue
                 try:
                     async with self._batch_lock:
@@ -184,18 +217,21 @@ class StreamProcessor(Generic[T]):
                     break
                 if retry_after is not None:
                     await self._wait_backpressure(consumer, batches, retry_after, stop)
+                # Sinks that never suspend and a fetcher with records buffered would otherwise keep the
+                # loop from the commit, the heartbeat and the next fetch: one yield per batch.
+                await asyncio.sleep(0)
             await self.wait_commit()
             self._consumer = None
 
     async def _settle_commit(self) -> None:
-        """Await the commit in flight on any way out (bounded by the commit deadline)."""
-        task, self._commit_task = self._commit_task, None
-        if task is None:
-            return
+        """On any way out: await the commit in flight, then commit what it did not cover (bounded by
+        the commit deadline)."""
         try:
-            await asyncio.wait_for(task, self.settings.runtime.commit_deadline_s)
+            await asyncio.wait_for(self.wait_commit(), self.settings.runtime.commit_deadline_s)
         except TimeoutError:
             log.warning("%s: the last commit did not finish within the deadline", self.name)
+        finally:
+            self._commit_task = None
 
     async def _process(
         self,
@@ -208,18 +244,20 @@ class StreamProcessor(Generic[T]):
         self._revoked_in_flight = set()
         items: list[Item[T]] = []
         dead: list[Dead] = []
+        consumed = 0
         for tp, records in batches.items():
+            consumed += len(records)
             metrics.EVENTS_CONSUMED.labels(self.name, tp.topic).inc(len(records))
-            for rec in records:
-                try:
-                    value = self.decode(rec)
-                except InvalidEvent as exc:
-                    dead.append((rec, exc.reason, exc.code))
-                    continue
-                items.append(
-                    Item(value, rec.topic, rec.partition, rec.offset, rec.value, tuple(rec.headers), rec.key)
-                )
-        self.stats["consumed"] += sum(len(r) for r in batches.values())
+            events, refused = self._decode_batch(records)
+            if refused:
+                dead.extend((records[i], exc.reason, exc.code) for i, exc in refused.items())
+                records = [rec for i, rec in enumerate(records) if i not in refused]
+            topic, partition = tp.topic, tp.partition
+            items += [
+                Item(value, topic, partition, rec.offset, rec.value, tuple(rec.headers), rec.key)
+                for value, rec in zip(events, records, strict=True)
+            ]
+        self.stats["consumed"] += consumed
         try:
             for sink in self.sinks:
                 await sink.write(items)
@@ -237,13 +275,38 @@ class StreamProcessor(Generic[T]):
         self._positions.update(
             {tp: records[-1].offset + 1 for tp, records in batches.items() if tp not in gone}
         )
-        # The commit of this (flushed) batch overlaps the fetch and processing of the next one; at most
-        # one commit is in flight, and it is awaited before the next commit, on revocation and at exit.
-        await self.wait_commit()
+        if self._uncommitted_since is None:
+            self._uncommitted_since = started
+        self._start_commit(consumer)
+        return None
+
+    def _start_commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit the flushed positions in the background, unless a commit is still in flight."""
+        task = self._commit_task
+        if task is not None:
+            if not task.done():
+                return  # its successor covers this batch too
+            self._commit_task = None
+            task.result()  # _commit handles the broker's refusals; anything else is a bug: raise it
         offsets = self._gated_offsets(consumer)
         if offsets:
-            self._commit_task = asyncio.create_task(self._commit(consumer, offsets, started))
-        return None
+            self._commit_task = asyncio.create_task(
+                self._commit(consumer, offsets, self._take_uncommitted_since())
+            )
+
+    def _take_uncommitted_since(self) -> float | None:
+        started, self._uncommitted_since = self._uncommitted_since, None
+        return started
+
+    def _decode_each(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Decoded[T]:
+        events: list[T] = []
+        refused: dict[int, InvalidEvent] = {}
+        for i, rec in enumerate(records):
+            try:
+                events.append(self.decode(rec))
+            except InvalidEvent as exc:
+                refused[i] = exc
+        return events, refused
 
     def _gated_offsets(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         """Each assigned partition's position, lowered by the gates, where it is past the last commit."""
@@ -277,7 +340,7 @@ class StreamProcessor(Generic[T]):
         self.forget(partitions)
 
     async def _commit(
-        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float
+        self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float | None
     ) -> None:
         try:
             await consumer.commit(offsets)
@@ -292,13 +355,18 @@ class StreamProcessor(Generic[T]):
                 sent.difference_update([o for o in sent if o < offset])
         self.stats["commits"] += 1
         metrics.COMMITS.labels(self.name).inc()
-        metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        if started is not None:
+            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
     async def wait_commit(self) -> None:
-        """Wait for the commit in flight, if any."""
+        """Wait for the commit in flight, if any, then commit (and wait for) what it did not cover."""
         task, self._commit_task = self._commit_task, None
         if task is not None:
             await task
+        consumer = self._consumer
+        offsets = self._gated_offsets(consumer) if consumer is not None else {}
+        if consumer is not None and offsets:
+            await self._commit(consumer, offsets, self._take_uncommitted_since())
 
     async def _send_dead_letters(
         self, producer: AIOKafkaProducer, dead: list[Dead], stop: asyncio.Event

@@ -2,15 +2,18 @@
 
 A record becomes an :class:`~wavegraph.events.EdgeEvent` or raises :class:`InvalidEvent` (→ a dead
 letter with its reason): everything :func:`wavegraph.events.decode_edge` checks, plus the tenant, which
-must own an API key.
+must own an API key. The stream runtime calls :meth:`EdgeDecoder.decode_batch` once per partition of a
+batch (:class:`~wavegraph.events.EdgeBatchDecoder`: one msgspec call, the same verdicts and reasons).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiokafka.structs import ConsumerRecord
 
 from wavegraph.errors import InvalidEvent
-from wavegraph.events import EdgeEvent, decode_edge
+from wavegraph.events import EdgeBatchDecoder, EdgeEvent
 from wavegraph.settings import Settings
 
 
@@ -29,9 +32,13 @@ class EdgeDecoder:
     def __init__(self, max_bytes: int, tenants: frozenset[str]) -> None:
         self.max_bytes = max_bytes
         self.tenants = tenants
+        self._batch = EdgeBatchDecoder(max_bytes, tenants)
 
     def __call__(self, record: ConsumerRecord[bytes, bytes]) -> EdgeEvent:
-        event = decode_edge(record.value, self.max_bytes)
-        if self.tenants and event.tenant not in self.tenants:
-            raise InvalidEvent(f"tenant: unknown tenant {event.tenant!r}", "unknown_tenant")
-        return event
+        return self._batch.decode_one(record.value)
+
+    def decode_batch(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[list[EdgeEvent], dict[int, InvalidEvent]]:
+        """The events of the valid ``records`` in order, and the refusals by index into ``records``."""
+        return self._batch.decode([rec.value for rec in records])
