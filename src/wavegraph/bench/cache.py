@@ -21,7 +21,8 @@ for Content Delivery"): a stochastic-approximation update of one TTL on every re
 ``θ ← clip(θ + η (h* − 1{hit}))``, constant step (the tracking form, for non-stationary traffic),
 here in log space ``ln θ ← ln θ + η (h* − 1{hit})`` so the step is relative, ``η =`` :data:`DTTL_STEP`.
 
-**Figures** (per interval hit ratios, smoothed over :data:`SMOOTH_INTERVALS` intervals = 20 s):
+**Figures** (per interval hit ratios, smoothed over :data:`SMOOTH_S` = 20 s of trace time, whatever the
+interval):
 ``settling_s`` = mean over regimes of the time from the regime's start until the hit ratio stays within
 ±5 % of the target for the rest of the regime (the regime length if never); ``settled_error`` = mean
 ``|h − h*|`` over the settled parts (the second half of a regime that never settles);
@@ -30,11 +31,13 @@ over the regimes after a change (``cold_start_overshoot``: the same for the firs
 from an empty cache); ``mean_ttl_s``; ``used_memory_bytes`` = mean Redis ``used_memory`` minus its value
 before the replay (the Redis is shared, so this is noisy). ``ratio`` = fixed settled error ÷ PI's.
 
-Measured here (2 shared cores, Redis 7.0, full trace: 4 regimes × 400 s, 320 k requests, scale 25,
-~63 s a controller): settled error PI 2.2 %, fixed 10.1 %, d-TTL 0.6 %; overshoot after the regime
-changes PI 2.1 %, d-TTL 9.0 %; cold-start overshoot PI 12 %, d-TTL 10 %; settling PI 193 s, d-TTL 45 s;
-mean TTL PI 28 s, fixed 25 s, d-TTL 2,560 s; used memory PI 7.0 MB, fixed 5.5 MB, d-TTL 8.6 MB. ``--quick``
-(4 × 200 s, 80 k requests, 55 s in all): settled error PI 3.4 %, d-TTL 0.8 %; overshoot PI 2.9 %, d-TTL 9.3 %.
+Measured here (2 cores, quiet, Redis 7.0, full trace: 4 regimes × 400 s, 320 k requests, scale 25,
+~63 s a controller; ``pid.interval_s`` = 1 s, conditional integration on stale lookups): settled error
+PI 1.15 %, fixed 10.0 %, d-TTL 0.61 %; overshoot after the regime changes PI 3.6 %, d-TTL 9.0 %;
+cold-start overshoot PI 7.1 %, d-TTL 10.1 %; settling PI 53 s, d-TTL 48 s; mean TTL PI 27 s, fixed
+25 s, d-TTL 2,567 s; used memory PI 6.1 MB, fixed 4.7 MB, d-TTL 7.9 MB. ``--quick`` (4 × 200 s, 80 k
+requests, 16 s a controller): settled error PI 1.3 %, d-TTL 0.8 %; overshoot PI 1.6 %, d-TTL 9.6 %.
+(Before: 5 s intervals, no conditional integration: settled 2.2 %, settling 193 s.)
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ __all__ = [
 
 WALL_RATE = 5000.0  # requests per wall second the replay is paced for (measured capacity: ~8000)
 EXPIRY_HEADROOM = 3.0
-SMOOTH_INTERVALS = 4
+SMOOTH_S = 20.0  # the figures' smoothing window, in trace seconds
 BAND = 0.05
 DTTL_STEP = 0.01
 BODY = b"x" * 256
@@ -300,11 +303,12 @@ async def _used_memory(cache: ResponseCache) -> int:
 
 
 def evaluate(
-    run: Replay, trace: Trace, target: float, interval_s: float, smooth: int = SMOOTH_INTERVALS
+    run: Replay, trace: Trace, target: float, interval_s: float, smooth_s: float = SMOOTH_S
 ) -> dict[str, float]:
     """``settled_error``, ``overshoot``, ``settling_s``, ``mean_ttl_s`` (see the module docstring)."""
     hits = np.asarray(run.hits, dtype=float)
     lookups = np.asarray(run.lookups, dtype=float)
+    smooth = max(1, round(smooth_s / interval_s))
     kernel = np.ones(smooth)
     h_all = np.convolve(hits, kernel)[: len(hits)] / np.maximum(np.convolve(lookups, kernel)[: len(hits)], 1)
     ends = [*trace.regime_starts[1:], len(hits) * interval_s]
@@ -375,7 +379,7 @@ async def _run(settings: Settings, trace: Trace, quick: bool) -> tuple[list[dict
         "interval_s": gains.interval_s,
         "fixed_ttl_s": round(fixed, 3),
         "dttl_step": DTTL_STEP,
-        "smooth_intervals": SMOOTH_INTERVALS,
+        "smooth_s": SMOOTH_S,
     }
     return rows, params
 
