@@ -67,7 +67,7 @@ BATCH_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge(
     "wavegraph_consumer_lag",
-    "High watermark minus committed offset, summed over partitions.",
+    "High watermark minus the flushed (about to be committed) offset, summed over the partitions.",
     ["processor", "topic"],
     registry=REGISTRY,
 )

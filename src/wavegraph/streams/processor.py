@@ -277,8 +277,20 @@ class StreamProcessor(Generic[T]):
         )
         if self._uncommitted_since is None:
             self._uncommitted_since = started
+        self._publish_lag(consumer)
         self._start_commit(consumer)
         return None
+
+    def _publish_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """``wavegraph_consumer_lag{topic}``: the high watermarks of the last fetch minus the flushed
+        positions, summed over this worker's partitions (what a restart would still have to read)."""
+        lag: dict[str, int] = {}
+        for tp, position in self._positions.items():
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        for topic, value in lag.items():
+            metrics.CONSUMER_LAG.labels(self.name, topic).set(value)
 
     def _start_commit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit the flushed positions in the background, unless a commit is still in flight."""

@@ -19,9 +19,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from recording import RecordingSink
 
 from wavegraph.events import EdgeEvent, decode_edge, parse_dlq_headers
+from wavegraph.metrics import REGISTRY
 from wavegraph.settings import Settings
 from wavegraph.streams.processor import StreamProcessor
 from wavegraph.streams.publish import publish_values
+from wavegraph.streams.sink import Item
 from wavegraph.streams.topics import delete_topics, ensure_topics
 
 pytestmark = pytest.mark.services
@@ -265,3 +267,39 @@ async def test_cancellation_mid_stream_leaves_no_commit_task_behind(services: Se
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == {asyncio.current_task()}
     assert proc._commit_task is None
+
+
+class LagSampler(RecordingSink):
+    """Records ``wavegraph_consumer_lag`` as the processor left it before each batch."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+        self.samples: list[float | None] = []
+
+    def lag(self) -> float | None:
+        return REGISTRY.get_sample_value("wavegraph_consumer_lag", {"processor": "lag", "topic": self.topic})
+
+    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
+        self.samples.append(self.lag())
+        await super().write(batch)
+
+
+async def test_consumer_lag_is_published_and_drains_to_zero(services: Settings, topic: str) -> None:
+    values = edge_values(900)
+    await publish_values(services.kafka, topic, values)
+    sink = LagSampler(topic)
+    limit = services.runtime.max_event_bytes
+    proc = StreamProcessor(
+        services,
+        "lag",
+        [topic],
+        lambda r: decode_edge(r.value, limit),
+        [sink],
+        max_batch=40,
+        group_id=f"lag-{uuid.uuid4().hex[:8]}",
+    )
+    await run_until(proc, lambda: len(sink.flushed) >= len(values))
+    seen = [s for s in sink.samples if s is not None]
+    assert seen and max(seen) > 0  # batches of 40 out of ~300 a partition: records were waiting
+    assert sink.lag() == 0
