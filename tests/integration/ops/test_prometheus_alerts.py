@@ -28,6 +28,7 @@ import httpx
 import orjson
 import pytest
 import yaml
+from tcp_proxy import CuttableProxy
 
 from wavegraph.clients import neo4j_driver
 from wavegraph.devservices.ephemeral import ephemeral
@@ -42,50 +43,6 @@ RULES = Path(__file__).parents[3] / "deploy" / "prometheus" / "rules.yml"
 FOR = "3s"
 ALERT = "Neo4jBreakerOpen"
 EDGES = 20
-
-
-class CuttableProxy:
-    """``127.0.0.1:port`` → ``target``; :meth:`cut` closes the listener and resets every connection,
-    :meth:`restore` listens again on the same port."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def restore(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.transport.abort()
 
 
 def shortened_rules(path: Path) -> Path:

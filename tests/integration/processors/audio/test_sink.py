@@ -10,7 +10,6 @@ large event is refused by the real producer (``kafka.max_message_bytes`` lowered
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,9 +19,9 @@ import numpy as np
 import pytest
 from aiokafka import TopicPartition
 from audio_kafka import TENANT, fetch, read_topic, unique_settings
+from tcp_proxy import CuttableProxy
 
 from wavegraph.clients import make_producer
-from wavegraph.devservices.process import free_port
 from wavegraph.errors import SinkBackpressureError
 from wavegraph.events import TranscriptEvent
 from wavegraph.processors.asr.audio import load_audio_file
@@ -84,45 +83,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class CutProxy:
-    """``127.0.0.1:port`` → PostgreSQL; :meth:`cut` resets every connection and stops listening,
-    :meth:`restore` listens again on the same port."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = free_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def restore(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()
 
 
 class Env:
@@ -265,7 +225,7 @@ async def test_a_postgres_outage_is_backpressure_and_the_retry_reuses_the_transc
     audio_db: Settings, whisper: Transcriber, embedder: TextEmbedder
 ) -> None:
     """A real outage: the connections to PostgreSQL are reset and the port refuses new ones."""
-    proxy = CutProxy(audio_db.postgres.host, audio_db.postgres.port)
+    proxy = CuttableProxy(audio_db.postgres.host, audio_db.postgres.port)
     await proxy.restore()
     try:
         async with env(audio_db, whisper, embedder, postgres_port=proxy.port) as e:
