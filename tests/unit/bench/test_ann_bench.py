@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cycle_clock import CycleClock
 from rich.console import Console
 
 from wavegraph.bench import ann
@@ -100,24 +101,6 @@ def _assert_memory_is_the_index_size(row: dict[str, Any]) -> None:
         assert floor <= memory <= floor + lists * 64 + 4096
 
 
-class _CycleClock:
-    """Stands in for ``time.perf_counter`` in the bench module: wall time cannot be made to give known
-    samples, this clock can. Every timed interval is a pair of reads; the i-th lasts ``steps_ms[i % len]``.
-    Each latency run is ``_RUN`` intervals in a row, so with ``len(steps_ms)`` dividing it every index
-    measures exactly the multiset ``steps_ms`` once per run, whatever the interleaving."""
-
-    def __init__(self, steps_ms: list[float]) -> None:
-        self.steps_ms = steps_ms
-        self.now = 0.0
-        self.reads = 0
-
-    def perf_counter(self) -> float:
-        if self.reads % 2:
-            self.now += self.steps_ms[(self.reads // 2) % len(self.steps_ms)] / 1e3
-        self.reads += 1
-        return self.now
-
-
 def test_recall_counts_the_true_neighbours_found() -> None:
     truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     found = np.array([[2, 9, 4, 1], [8, 5, -1, -1]])  # at 4: 3 and 2 of 4; at 2: 1 and 1 of 2
@@ -174,7 +157,7 @@ def test_latency_figures_are_the_percentiles_of_the_timed_calls(
 ) -> None:
     steps = [float(v) for v in (7, 1, 3, 20, 2, 9, 4, 5, 6, 8, 10, 12, 11, 13, 15, 14, 16, 18, 17, 19)]
     assert len(steps) == _RUN
-    clock = _CycleClock(steps)
+    clock = CycleClock(steps)
     monkeypatch.setattr(ann, "time", SimpleNamespace(perf_counter=clock.perf_counter))
     data, queries, _, _ = _user_file(tmp_path)
     report = run_ann_bench(quick=True, out=tmp_path / "r.json", data=data, queries=queries, console=_quiet())

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cycle_clock import CycleClock
 from rich.console import Console
 
 from wavegraph.bench import pgvector as bench
@@ -49,23 +50,6 @@ def test_quick_bench_report(migrated: Settings, tmp_path: Path) -> None:
     assert report["ratio"] == pytest.approx(first["p95_ms"] / TARGET_P95_MS)
 
 
-class _CycleClock:
-    """Stands in for ``time.perf_counter`` in the bench module: wall time cannot be made to give known
-    samples, this clock can. Every timed interval is a pair of reads; the i-th lasts ``steps_ms[i % len]``,
-    so 100 sequential queries with 20 steps time each step exactly five times."""
-
-    def __init__(self, steps_ms: list[float]) -> None:
-        self.steps_ms = steps_ms
-        self.now = 0.0
-        self.reads = 0
-
-    def perf_counter(self) -> float:
-        if self.reads % 2:
-            self.now += self.steps_ms[(self.reads // 2) % len(self.steps_ms)] / 1e3
-        self.reads += 1
-        return self.now
-
-
 def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
     migrated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,7 +70,7 @@ def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
     assert (top[:, 4] - top[:, 5] > 1e-5).all(), "a near tie at rank 5 would make the truth ambiguous"
 
     steps = [float(v) for v in (7, 1, 3, 20, 2, 9, 4, 5, 6, 8, 10, 12, 11, 13, 15, 14, 16, 18, 17, 19)]
-    clock = _CycleClock(steps)
+    clock = CycleClock(steps)
     monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
     vector = migrated.vector.model_copy(update={"ivfflat_lists": 8})
     report = run_pgvector_bench(
