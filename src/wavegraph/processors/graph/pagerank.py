@@ -57,39 +57,18 @@ Its solution is ``z* = n/(1 − α) · x*`` (multiply the PageRank equation by `
 * *Node insertions* change ``n``. In (1) a new node has ``z = 0`` and ``r = ρ' + α D'/n' +`` (the pushes
   its in-edges bring, already counted by the changed rows of their sources); the old nodes only see the
   dangling scalar, now in ``ρ``. Nothing else depends on ``n``, so the update is exact.
-* When the changed rows hold more than half of the edges, ``r`` is recomputed from ``z`` with one pass
-  over the edges instead (cheaper than walking most rows twice); it is also recomputed every
-  ``resync_every`` updates, which washes out floating-point drift (of ``r`` and of the sums below).
-
-**What an update costs.** The graph is read through :class:`GraphRows` (``row_start``/``row_end`` into
-edge arrays): an immutable :class:`CSRGraph`, or :meth:`GraphState.rows`, the state's live rows that a
-batch patches in place in O(changed rows) (no O(E) rebuild); the old rows come with the batch's
-:class:`GraphChange`. Nothing of an update is O(E) but the pushes: the changed rows are walked once each
-way; ``D`` (the dangling nodes' ``z``), ``‖z‖₁`` (``= Σ z`` while ``z ≥ 0``, which the pushes report) and
-the arrays' capacity (new nodes: amortised O(1)) are kept current instead of being recomputed; each push
-level is *one* pass over the nodes that recentres ``r``, measures ``‖r‖₁``, ``Σ r``, ``max |r|`` (the
-bound and the next ``θ``) and collects the frontier for the ``θ`` the previous pass chose.
-
-Measured on the bench graphs (``wavegraph bench tpl``), the rest is the pushes themselves, and their
-number is set by the bound, not by the batch: a 0.01 % batch of the 1 M-edge graph leaves ``‖r‖₁ ≈ 60``
-where (2') needs ``≤ tol · (1 − α) ‖z‖₁ ≈ 0.01`` at ``tol = 1e-7``, and taking that residual down
-~6000× spreads it over a third of the nodes (~0.25 M pushes). Three variants that looked cheaper were
-measured and dropped: degree-scaled thresholds (``|r_u| > θ (d_u + 1)``, as in Andersen–Chung–Lang)
-push 35 % fewer edges but more nodes, and a push costs about a cache miss while an edge costs a few
-nanoseconds; a solver confined to the touched nodes (no pass over all nodes) cannot recentre, and
-without recentring the one-signed residual of a source becoming dangling or of a new node decays only
-at rate α — it pushed 2–3× more; finer or coarser schedules (θ step 0.3–0.7, two sweeps per level) did
-not beat the one used (``θ`` halves per level, one sweep each).
+* When the changed rows hold more than half of the edges, ``r`` is recomputed from ``z`` with one sparse
+  product instead (cheaper than walking most rows twice); it is also recomputed every ``resync_every``
+  updates, which washes out floating-point drift.
 
 The push runs in numba kernels when numba is installed (the ``graph`` extra brings it with pecanpy);
 otherwise a vectorised numpy frontier (all nodes above ``θ`` pushed at once, Jacobi-style) does the same
 job more slowly.
 
-What to expect: the work of an update is one to four passes' worth of edges in pushes (each level
-pushes a fraction of the nodes), against ~30 sparse products for the power iteration at ``tol = 1e-7``.
-Most of that gain comes from the push solver itself; reusing the previous ``z`` saves the levels that
-would take ``r`` from ``1`` down to the size of the batch's perturbation (see ``push_scratch_s`` in
-``wavegraph bench tpl``).
+What to expect: the work of an update is a few passes over the edges (each level pushes a fraction of
+the nodes), against ~30 sparse products for the power iteration at ``tol = 1e-7``. Most of that gain
+comes from the push solver itself; reusing the previous ``z`` saves the levels that would take ``r`` from
+``1`` down to the size of the batch's perturbation (see ``push_scratch_s`` in ``wavegraph bench tpl``).
 """
 
 from __future__ import annotations
@@ -106,7 +85,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from wavegraph.errors import MissingPrerequisite, WavegraphError
-from wavegraph.processors.graph.state import CSRGraph, EdgeList, GraphChange, GraphRows, GraphState, RowBlock
+from wavegraph.processors.graph.state import CSRGraph, EdgeList, GraphState
 
 numba: Any
 try:
@@ -125,7 +104,6 @@ __all__ = [
 HAVE_NUMBA = numba is not None
 Engine = Literal["auto", "numba", "numpy"]
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 _MAX_SWEEPS = 100_000
 _RESIDUAL_FROM_SCRATCH = 0.5  # changed rows (old + new) above this share of E: recompute r
@@ -215,8 +193,7 @@ def _power_iteration(g: CSRGraph, alpha: float, tol: float) -> FloatArray:
 # -- incremental engine -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UpdateStats:
-    """What one :meth:`IncrementalPageRank.update` (or the initial solve) cost and reached: levels (one
-    pass over the nodes each, plus its pushes), pushes, edges pushed, and the final error bound."""
+    """What one :meth:`IncrementalPageRank.update` (or the initial solve) cost and reached."""
 
     sweeps: int
     pushes: int
@@ -228,21 +205,19 @@ class IncrementalPageRank:
     """PageRank kept current under edge insertions, deletions and new nodes (see the module docstring).
 
     >>> state = GraphState.from_edges(["a", "b"], ["b", "c"])
-    >>> pr = IncrementalPageRank(state.rows())
+    >>> pr = IncrementalPageRank(state.snapshot())
     >>> change = state.add_edges(["c"], ["a"])
-    >>> stats = pr.update(state.rows(), change)
+    >>> stats = pr.update(state.snapshot(), change.changed_sources)
     >>> round(float(pr.scores().sum()), 12)
     1.0
 
-    ``graph`` is an immutable :class:`CSRGraph` snapshot or a :class:`GraphRows` view
-    (:meth:`GraphState.rows`: live, so :meth:`update` then needs each batch's :class:`GraphChange`).
     ``tol`` bounds the L1 distance of :meth:`scores` to the exact PageRank after every update.
     ``start="power"`` solves the first graph by power iteration, ``"push"`` by pushing from ``z = 0``.
     """
 
     def __init__(
         self,
-        graph: CSRGraph | GraphRows,
+        graph: CSRGraph,
         *,
         damping: float = 0.85,
         tol: float = 1e-8,
@@ -256,220 +231,143 @@ class IncrementalPageRank:
         self.engine = _resolve_engine(engine)
         self.resync_every = resync_every
         self._kernels = _kernels(self.engine)
-        self._graph, self._rows = graph, _as_rows(graph)
+        self._graph = graph
         self._updates = 0
-        n = self._n = self._rows.num_nodes
-        size = max(n, 16)
-        self._zbuf, self._rbuf = np.zeros(size), np.zeros(size)
+        n = graph.num_nodes
         self._rho = 1.0  # the scalar ρ of r = ρ·1 − (I − α Pᵀ) z
         if start == "power":
-            csr = _as_csr(graph)
-            self._zbuf[:n] = _power_iteration(csr, damping, tol / 8.0) * (n / (1.0 - damping))
-            self._rbuf[:n] = _residual(csr, self._zbuf[:n], damping, self._rho)
+            x = _power_iteration(graph, damping, tol / 8.0)
+            self._z: FloatArray = x * (n / (1.0 - damping))
+            self._r: FloatArray = _residual(graph, self._z, damping, self._rho)
         elif start == "push":
-            self._rbuf[:n] = 1.0
+            self._z = np.zeros(n)
+            self._r = np.ones(n)
         else:
             raise ValueError(f"start must be 'power' or 'push', got {start!r}")
-        self._exact_node_sums()
         self.last_stats = self._solve(_SCRATCH_SCHEDULE if start == "push" else _UPDATE_SCHEDULE)
 
-    def _exact_node_sums(self) -> None:
-        """Recompute what the pushes otherwise keep current: ``‖z‖₁``, whether some ``z_u < 0``, and
-        ``D`` (Σ z over dangling nodes). O(n)."""
-        rows, z = self._rows, self._zbuf[: self._n]
-        n = z.shape[0]
-        self._sum_z = float(np.abs(z).sum())
-        self._negative_z = bool(n) and float(z.min()) < 0.0
-        self._dangling_z = float(z[rows.out_weight == 0.0].sum())
-
-    def _grow(self, n: int) -> None:
-        """Room for ``n`` nodes (capacity doubles: amortised O(1) per node); new entries of z, r are 0."""
-        if n > self._zbuf.shape[0]:
-            size = max(n, 2 * self._zbuf.shape[0])
-            self._zbuf = _grow(self._zbuf, size, self._n, 0.0)
-            self._rbuf = _grow(self._rbuf, size, self._n, 0.0)
-        self._n = n
-
     @property
-    def _z(self) -> FloatArray:
-        return self._zbuf[: self._n]
-
-    @property
-    def _r(self) -> FloatArray:
-        return self._rbuf[: self._n]
-
-    @property
-    def graph(self) -> CSRGraph | GraphRows:
-        """The graph the scores belong to (as passed to the constructor or to the last update)."""
+    def graph(self) -> CSRGraph:
+        """The snapshot the scores belong to."""
         return self._graph
 
     @property
     def num_nodes(self) -> int:
-        return self._n
+        return self._graph.num_nodes
 
     def scores(self) -> FloatArray:
         """PageRank by node index (a new array summing to 1)."""
-        z = self._z
-        norm = float(np.abs(z).sum())
+        norm = float(np.abs(self._z).sum())
         if norm == 0.0:
-            return np.full(z.shape[0], 1.0 / max(1, z.shape[0]))
-        return z / norm
+            return np.full(self._z.shape[0], 1.0 / max(1, self._z.shape[0]))
+        return self._z / norm
 
     def copy(self) -> IncrementalPageRank:
-        """An independent engine in the same state (the graph object is shared: a snapshot is immutable;
-        a live view must then be moved on by one of the two only)."""
+        """An independent engine in the same state (the snapshot is shared, it is immutable)."""
         other = object.__new__(IncrementalPageRank)
         other.__dict__.update(self.__dict__)
-        other._zbuf, other._rbuf = self._zbuf.copy(), self._rbuf.copy()
+        other._z = self._z.copy()
+        other._r = self._r.copy()
         return other
 
-    # -- updates ----------------------------------------------------------------------------------------
-    def update(self, graph: CSRGraph | GraphRows, change: GraphChange | npt.ArrayLike) -> UpdateStats:
-        """Move to ``graph``, which differs from the current graph only in the out-rows of the changed
-        sources and possibly in new nodes appended at the end.
-
-        ``change`` is the batch's :class:`GraphChange` (its ``old_rows``, the changed rows before the
-        batch, are required when the current graph is a live :class:`GraphRows` view), or the changed
-        sources' indices when the current graph is an immutable :class:`CSRGraph` (the old rows are then
-        read from it). Costs O(changed rows) plus the solve (module docstring, "What an update costs")."""
-        rows, alpha = _as_rows(graph), self.damping
-        n0, n1 = self._n, rows.num_nodes
+    def update(self, graph: CSRGraph, changed_sources: npt.ArrayLike) -> UpdateStats:
+        """Move to ``graph``, which differs from the current snapshot only in the out-rows of
+        ``changed_sources`` (node indices; :attr:`GraphChange.changed_sources`) and possibly in new nodes
+        appended at the end."""
+        old, alpha = self._graph, self.damping
+        n0, n1 = old.num_nodes, graph.num_nodes
         if n1 < n0:
             raise ValueError(f"nodes are never removed: the new graph has {n1} < {n0} nodes")
-        sources, old = self._old_rows(change, n0, n1)
-        self._grow(n1)
-        z, r = self._z, self._r
-        # Dangling rows add the scalar α D/n (D = Σ z over dangling nodes) to every node; its change is
-        # folded into ρ, so the old nodes' r does not move: ρ' = ρ − α (D'/n' − D/n).
-        zs = z[sources]
-        was, now = old.out_weight == 0.0, rows.out_weight[sources] == 0.0
-        dangling_z = self._dangling_z + float(zs[now & ~was].sum()) - float(zs[was & ~now].sum())
-        old_uniform = alpha * self._dangling_z / n0 if n0 else 0.0
-        new_uniform = alpha * dangling_z / n1 if n1 else 0.0
-        self._rho -= new_uniform - old_uniform
-        self._dangling_z = dangling_z
-        self._graph, self._rows = graph, rows
-        self._updates += 1
-        row_edges = old.num_edges + int((rows.row_end[sources] - rows.row_start[sources]).sum())
-        if row_edges > _RESIDUAL_FROM_SCRATCH * rows.num_edges or (
-            self.resync_every and self._updates % self.resync_every == 0
-        ):
-            # Most rows changed (one sparse product is cheaper than walking them twice), or the periodic
-            # exact recomputation that washes out floating-point drift.
-            self._rbuf[:n1] = _residual_of(self)
-            self._exact_node_sums()
-        else:
-            # A new node starts with z = 0, so r = ρ' + α D'/n' (plus what its in-edges bring below).
-            r[n0:n1] = self._rho + new_uniform
-            # Non-dangling rows of the changed sources: −old row, +new row (each scaled by α z_u / d_u).
-            k = self._kernels
-            k.rows(
-                old.indptr[:-1],
-                old.indptr[1:],
-                old.indices,
-                old.weights,
-                old.out_weight,
-                sources,
-                z,
-                -alpha,
-                r,
-            )
-            k.rows(
-                rows.row_start[sources],
-                rows.row_end[sources],
-                rows.indices,
-                rows.weights,
-                rows.out_weight[sources],
-                sources,
-                z,
-                alpha,
-                r,
-            )
-        self.last_stats = self._solve()
-        return self.last_stats
-
-    def _old_rows(self, change: GraphChange | npt.ArrayLike, n0: int, n1: int) -> tuple[IntArray, RowBlock]:
-        """The changed sources (sorted, unique) and their rows before the batch."""
-        if isinstance(change, GraphChange) and change.old_rows is not None:
-            if change.num_nodes_before != n0:
-                raise ValueError(f"the change starts from {change.num_nodes_before} nodes, not {n0}")
-            return change.changed_sources, change.old_rows
-        raw = change.changed_sources if isinstance(change, GraphChange) else change
-        sources = np.asarray(raw, dtype=np.int64).reshape(-1)
+        sources = np.asarray(changed_sources, dtype=np.int64).reshape(-1)
         if sources.size > 1 and not bool(np.all(sources[1:] > sources[:-1])):
             sources = np.unique(sources)  # GraphChange already gives them sorted and unique
         if sources.size and (sources[0] < 0 or sources[-1] >= n1):
             raise ValueError("changed_sources holds indices outside the graph")
-        if not isinstance(self._graph, CSRGraph):
-            raise ValueError("a live GraphRows view keeps no old rows: pass the batch's GraphChange")
-        return sources, _old_block(self._rows, sources, n0)
+        z = self._z if n1 == n0 else np.concatenate([self._z, np.zeros(n1 - n0)])
+        # Dangling rows add the scalar α D/n (D = Σ z over dangling nodes) to every node; its change is
+        # folded into ρ, so the old nodes' r does not move: ρ' = ρ − α (D'/n' − D/n).
+        old_uniform = alpha * float(z[:n0][old.out_weight == 0.0].sum()) / n0 if n0 else 0.0
+        new_uniform = alpha * float(z[graph.out_weight == 0.0].sum()) / n1 if n1 else 0.0
+        rho = self._rho - (new_uniform - old_uniform)
+        old_rows = sources[sources < n0]
+        row_edges = _row_edges(old, old_rows) + _row_edges(graph, sources)
+        self._graph, self._z, self._rho = graph, z, rho
+        self._updates += 1
+        if row_edges > _RESIDUAL_FROM_SCRATCH * graph.num_edges or (
+            self.resync_every and self._updates % self.resync_every == 0
+        ):
+            # Most rows changed: one sparse product is cheaper than walking them twice.
+            self._r = _residual(graph, z, alpha, rho)
+        else:
+            # A new node starts with z = 0, so r = ρ' + α D'/n' (plus what its in-edges bring below).
+            r = self._r if n1 == n0 else np.concatenate([self._r, np.full(n1 - n0, rho + new_uniform)])
+            # Non-dangling rows of the changed sources: −old row, +new row (each scaled by α z_u / d_u).
+            self._kernels.rows(old, z, old_rows, -alpha, r)
+            self._kernels.rows(graph, z, sources, alpha, r)
+            self._r = r
+        self.last_stats = self._solve()
+        return self.last_stats
 
     def resync(self) -> UpdateStats:
         """Recompute the residual exactly from ``z`` (one O(E) pass) and push it below ``tol`` again."""
-        self._rbuf[: self._n] = _residual_of(self)
-        self._exact_node_sums()
+        self._r = _residual(self._graph, self._z, self.damping, self._rho)
         self.last_stats = self._solve()
         return self.last_stats
 
     def _solve(self, schedule: _Schedule | None = None) -> UpdateStats:
-        """Push until the bound (2') is ≤ ``tol``, in levels with a falling threshold ``θ``.
+        """Push until the bound (2') is ≤ ``tol``, in levels of sweeps with a falling threshold ``θ``.
 
         Invariant: ``r = ρ·1 − (I − α Pᵀ) z``. A dangling push's uniform spread ``α δ/n · 1`` and the
-        recentring shift ``c·1`` go into ρ instead of into every ``r_v`` (a uniform residual is free).
-        A level is one pass over the nodes (recentre, ``‖r‖₁``, ``Σ r``, the largest ``|r_u|``
-        and the frontier for its ``θ``, which the previous pass chose) and its pushes; ``‖z‖₁`` and ``D``
-        move with the pushes instead of being summed again."""
-        rows, alpha, tol, k = self._rows, self.damping, self.tol, self._kernels
+        recentring shift ``c·1`` go into ρ instead of into every ``r_v`` (a uniform residual is free), so
+        a level costs its pushes plus one pass over the nodes."""
+        g, alpha, tol, k = self._graph, self.damping, self.tol, self._kernels
         schedule = schedule or _UPDATE_SCHEDULE
         z, r = self._z, self._r
-        n = self._n
+        n = g.num_nodes
         if n == 0:
             return UpdateStats(0, 0, 0, 0.0)
-        front = np.empty(n, np.int64)
+        dangling = g.out_weight == 0.0
+        scale = np.divide(alpha, g.out_weight, out=np.zeros(n), where=~dangling)
         sweeps = pushes = edges = 0
-        theta = math.inf  # the first pass only measures
-        total = math.nan  # Σ r: measured by the first pass, then kept current by the pushes
+        theta = -1.0
+        total = float(r.sum())
+        z_nonzero = bool(np.any(z))
         while True:
             # Recentre (c = mean r) when the result keeps ρ > 0: afterwards Σ r = 0.
-            c = total / n if self._sum_z > 0.0 and total == total and total / n < 0.5 * self._rho else 0.0
+            c = total / n if z_nonzero and total / n < 0.5 * self._rho else 0.0
             self._rho -= c
-            abs_r, max_r, total, size = k.scan(r, c, theta, front)
+            abs_r, max_r, total, abs_z, min_z = k.settle(z, r, c)
             if not 0.25 <= self._rho <= 4.0:  # keep the scale of z near n/(1 − α): rescale everything
                 inv = 1.0 / self._rho
                 z *= inv
                 r *= inv
-                self._sum_z *= inv
-                self._dangling_z *= inv
                 self._rho = 1.0
-                theta, total = math.inf, math.nan
-                continue
-            if self._negative_z:  # rare: exact ‖z‖₁, and whether z still has a negative entry
-                self._sum_z = float(np.abs(z).sum())
-                self._negative_z = float(z.min()) < 0.0
-            min_z = -1.0 if self._negative_z else 0.0
-            bound = _error_bound(abs_r, total, self._sum_z, min_z, alpha, self._rho)
+                abs_r, max_r, total, abs_z, min_z = (
+                    abs_r * inv,
+                    max_r * inv,
+                    total * inv,
+                    abs_z * inv,
+                    min_z * inv,
+                )
+            bound = _error_bound(abs_r, total, abs_z, min_z, alpha, self._rho)
             if bound <= tol:
                 return UpdateStats(sweeps, pushes, edges, bound)
             if sweeps >= _MAX_SWEEPS:
                 raise WavegraphError(f"PageRank push did not converge in {_MAX_SWEEPS} sweeps")
-            if size:
-                done_pushes, done_edges, pushed, pushed_dangling, negative = k.push(
-                    rows, z, r, front[:size], theta, alpha
-                )
-                # A push of δ lowers Σ r by (1 − α) δ, or by δ at a dangling node (its spread went to ρ).
-                self._rho -= alpha * pushed_dangling / n
-                self._dangling_z += pushed_dangling
-                self._sum_z += pushed  # exact while z ≥ 0 (then ‖z‖₁ = Σ z)
-                self._negative_z = self._negative_z or negative
-                total -= (1.0 - alpha) * (pushed - pushed_dangling) + pushed_dangling
-                sweeps += 1
-                pushes += done_pushes
-                edges += done_edges
-            # With |r_u| ≤ floor everywhere (and Σ r ≈ 0), ‖r‖₁ ≤ n · floor meets the bound. θ for the
-            # next pass: the schedule, from this pass's figures.
-            floor = tol * (1.0 - alpha) * self._sum_z / (n * (2.0 if self._negative_z else 1.0)) / 1.01
-            theta = schedule.first * max_r if theta == math.inf else theta * schedule.step
+            # With |r_u| ≤ floor everywhere (and Σ r ≈ 0), ‖r‖₁ ≤ n · floor meets the bound.
+            floor = tol * (1.0 - alpha) * abs_z / (n if min_z >= 0.0 else 2.0 * n) / 1.01
+            theta = schedule.first * max_r if theta < 0.0 else theta * schedule.step
             theta = max(min(theta, schedule.cap * abs_r / n), floor)
+            done_sweeps, done_pushes, done_edges, pushed, pushed_dangling = k.level(
+                g, scale, dangling, z, r, theta, schedule.sweeps
+            )
+            # A push of δ lowers Σ r by (1 − α) δ, or by δ at a dangling node (its spread went to ρ).
+            self._rho -= alpha * pushed_dangling / n
+            total -= (1.0 - alpha) * (pushed - pushed_dangling) + pushed_dangling
+            z_nonzero = z_nonzero or done_pushes > 0
+            sweeps += done_sweeps
+            pushes += done_pushes
+            edges += done_edges
 
 
 def _error_bound(abs_r: float, sum_r: float, abs_z: float, min_z: float, alpha: float, rho: float) -> float:
@@ -491,32 +389,8 @@ def _error_bound(abs_r: float, sum_r: float, abs_z: float, min_z: float, alpha: 
     return min(loose, (abs_r + abs(sum_r)) / denominator)
 
 
-def _old_block(rows: GraphRows, sources: IntArray, n0: int) -> RowBlock:
-    """The rows of ``sources`` in ``rows`` (a source ``≥ n0`` is a new node: an empty row)."""
-    known = sources < n0
-    index = np.where(known, sources, 0)
-    starts = rows.row_start[index] if n0 else np.zeros(sources.shape[0], np.int64)
-    lengths = np.where(known, rows.row_end[index] - starts, 0) if n0 else starts
-    indptr = np.zeros(sources.shape[0] + 1, np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    edge = np.repeat(starts - indptr[:-1], lengths) + np.arange(int(indptr[-1]), dtype=np.int64)
-    out_weight = np.where(known, rows.out_weight[index], 0.0) if n0 else np.zeros(sources.shape[0])
-    return RowBlock(indptr, rows.indices[edge], rows.weights[edge], out_weight)
-
-
-def _residual_of(pr: IncrementalPageRank) -> FloatArray:
-    """The engine's exact residual ``ρ·1 − (I − α Pᵀ) z`` (one pass over the edges, on the rows as they
-    are: a live view is not compacted first)."""
-    rows, z, alpha = pr._rows, pr._z, pr.damping
-    if pr.engine == "numpy" or rows.num_nodes == 0:
-        return _residual(_as_csr(pr._graph), z, alpha, pr._rho)
-    r = np.zeros(rows.num_nodes)
-    nodes = np.arange(rows.num_nodes, dtype=np.int64)
-    pr._kernels.rows(
-        rows.row_start, rows.row_end, rows.indices, rows.weights, rows.out_weight, nodes, z, alpha, r
-    )
-    r += pr._rho - z + alpha * float(z[rows.out_weight == 0.0].sum()) / rows.num_nodes
-    return r
+def _row_edges(g: CSRGraph, rows: npt.NDArray[np.int64]) -> int:
+    return int((g.indptr[rows + 1] - g.indptr[rows]).sum()) if rows.size else 0
 
 
 def _residual(g: CSRGraph, z: FloatArray, alpha: float, rho: float) -> FloatArray:
@@ -531,189 +405,172 @@ def _residual(g: CSRGraph, z: FloatArray, alpha: float, rho: float) -> FloatArra
     return np.asarray(r, dtype=np.float64)
 
 
-def _grow(a: FloatArray, size: int, used: int, fill: float) -> FloatArray:
-    out = np.full(size, fill)
-    out[:used] = a[:used]
-    return out
-
-
 # -- kernels ------------------------------------------------------------------------------------------
 # Written as plain loops so that numba can compile them; the numpy engine has vectorised equivalents.
-def _scan_loop(r: Any, c: float, theta: float, front: Any) -> tuple[float, float, float, int]:
-    """``r ← r − c``; returns ``(Σ |r|, max |r|, Σ r, frontier size)`` in one pass and writes the frontier
-    ``{u : |r_u| > θ}`` (in index order, branch-free) into ``front``."""
-    abs_r = 0.0
-    max_r = 0.0
-    total = 0.0
-    size = 0
-    for u in range(r.shape[0]):
-        v = r[u] - c
-        r[u] = v
-        a = abs(v)
-        total += v
-        abs_r += a
-        max_r = max(max_r, a)
-        front[size] = u
-        size += a > theta
-    return abs_r, max_r, total, size
-
-
-def _push_loop(
-    start: Any,
-    end: Any,
+def _level_loop(
+    indptr: Any,
     indices: Any,
     weights: Any,
-    out_weight: Any,
+    scale: Any,
+    dangling: Any,
     z: Any,
     r: Any,
-    front: Any,
     theta: float,
-    alpha: float,
-) -> tuple[int, int, float, float, bool]:
-    """Push the frontier in order with the current ``r_u`` (Gauss–Seidel: a node pushed later sees the
-    pushes before it; one that fell back to ``|r_u| ≤ θ`` meanwhile is skipped). A dangling
-    node's spread is left to the caller (it goes into ρ). Returns (pushes, edges scanned, Σ δ pushed,
-    Σ δ pushed at dangling nodes, whether some z_u turned negative)."""
+    max_sweeps: int,
+    front: Any,
+) -> tuple[int, int, int, float, float]:
+    """Up to ``max_sweeps`` sweeps; each collects the frontier ``{u : |r_u| > θ}`` (a branch-free pass)
+    and pushes it in index order with the current ``r_u`` (Gauss–Seidel: a node pushed later sees the
+    pushes before it). A dangling node's spread is left to the caller (it goes into ρ). Stops early on an
+    empty frontier. Returns (sweeps, pushes, edges scanned, Σ δ pushed, Σ δ pushed at dangling nodes)."""
+    n = z.shape[0]
+    sweeps = 0
     pushes = 0
     edges = 0
     pushed = 0.0
     pushed_dangling = 0.0
-    negative = False
-    for k in range(front.shape[0]):
-        u = front[k]
-        ru = r[u]
-        if abs(ru) <= theta:
-            continue
-        pushes += 1
-        zu = z[u] + ru
-        z[u] = zu
-        negative = negative or zu < 0.0
-        r[u] = 0.0
-        pushed += ru
-        d = out_weight[u]
-        if d == 0.0:
-            pushed_dangling += ru
-            continue
-        f = alpha * ru / d
-        lo = start[u]
-        hi = end[u]
-        for e in range(lo, hi):
-            r[indices[e]] += f * weights[e]
-        edges += hi - lo
-    return pushes, edges, pushed, pushed_dangling, negative
+    for _ in range(max_sweeps):
+        size = 0
+        for u in range(n):
+            front[size] = u
+            size += abs(r[u]) > theta
+        if size == 0:
+            break
+        sweeps += 1
+        pushes += size
+        for k in range(size):
+            u = front[k]
+            ru = r[u]
+            z[u] += ru
+            r[u] = 0.0
+            pushed += ru
+            if dangling[u]:
+                pushed_dangling += ru
+                continue
+            f = ru * scale[u]
+            lo = indptr[u]
+            hi = indptr[u + 1]
+            for e in range(lo, hi):
+                r[indices[e]] += f * weights[e]
+            edges += hi - lo
+    return sweeps, pushes, edges, pushed, pushed_dangling
+
+
+def _settle_loop(z: Any, r: Any, c: float) -> tuple[float, float, float, float, float]:
+    """``r ← r − c``; returns ``(Σ |r|, max |r|, Σ r, Σ |z|, min z)`` in the same pass (``n ≥ 1``)."""
+    abs_r = 0.0
+    max_r = 0.0
+    total = 0.0
+    abs_z = 0.0
+    min_z = z[0]
+    for i in range(r.shape[0]):
+        v = r[i] - c
+        r[i] = v
+        a = abs(v)
+        total += v
+        abs_r += a
+        max_r = max(max_r, a)
+        zi = z[i]
+        abs_z += abs(zi)
+        min_z = min(min_z, zi)
+    return abs_r, max_r, total, abs_z, min_z
 
 
 def _rows_loop(
-    start: Any,
-    end: Any,
-    indices: Any,
-    weights: Any,
-    out_weight: Any,
-    nodes: Any,
-    z: Any,
-    factor: float,
-    r: Any,
+    indptr: Any, indices: Any, weights: Any, out_weight: Any, z: Any, sources: Any, factor: float, r: Any
 ) -> None:
-    """``r_v += factor · z_u · w(u → v) / d_u`` over row ``i`` of node ``u = nodes[i]``, which is
-    ``indices[start[i]:end[i]]`` with out-weight ``out_weight[i]`` (dangling rows skipped)."""
-    for i in range(nodes.shape[0]):
-        u = nodes[i]
-        d = out_weight[i]
+    """``r_v += factor · z_u · w(u → v) / d_u`` over the rows of ``sources`` (dangling rows skipped)."""
+    for k in range(sources.shape[0]):
+        u = sources[k]
+        d = out_weight[u]
         if d == 0.0 or z[u] == 0.0:
             continue
         f = factor * z[u] / d
-        for e in range(start[i], end[i]):
+        for e in range(indptr[u], indptr[u + 1]):
             r[indices[e]] += f * weights[e]
 
 
 @dataclass(frozen=True)
 class _Kernels:
-    scan: Callable[[FloatArray, float, float, IntArray], tuple[float, float, float, int]]
-    push: Callable[..., tuple[int, int, float, float, bool]]
-    rows: Callable[..., None]
+    level: Callable[..., tuple[int, int, int, float, float]]
+    settle: Callable[[FloatArray, FloatArray, float], tuple[float, float, float, float, float]]
+    rows: Callable[[CSRGraph, FloatArray, npt.NDArray[np.int64], float, FloatArray], None]
 
 
 def _numba_kernels() -> _Kernels:
     jit = numba.njit(cache=True, nogil=True)
-    push_jit, rows_jit = jit(_push_loop), jit(_rows_loop)
+    level_jit, rows_jit = jit(_level_loop), jit(_rows_loop)
     # Sums and extrema in any order (vectorised); the values are finite by construction.
-    scan_jit = numba.njit(cache=True, nogil=True, fastmath=True)(_scan_loop)
+    settle_jit = numba.njit(cache=True, nogil=True, fastmath=True)(_settle_loop)
 
-    def scan(r: FloatArray, c: float, theta: float, front: IntArray) -> tuple[float, float, float, int]:
-        a, m, t, size = scan_jit(r, c, theta, front)
-        return float(a), float(m), float(t), int(size)
+    def level(
+        g: CSRGraph, scale: Any, dangling: Any, z: Any, r: Any, theta: float, sweeps: int
+    ) -> tuple[int, int, int, float, float]:
+        front = np.empty(z.shape[0], np.int64)
+        out = level_jit(g.indptr, g.indices, g.weights, scale, dangling, z, r, theta, sweeps, front)
+        return int(out[0]), int(out[1]), int(out[2]), float(out[3]), float(out[4])
 
-    def push(
-        g: GraphRows, z: Any, r: Any, front: Any, theta: float, alpha: float
-    ) -> tuple[int, int, float, float, bool]:
-        out = push_jit(g.row_start, g.row_end, g.indices, g.weights, g.out_weight, z, r, front, theta, alpha)
-        return int(out[0]), int(out[1]), float(out[2]), float(out[3]), bool(out[4])
+    def settle(z: FloatArray, r: FloatArray, c: float) -> tuple[float, float, float, float, float]:
+        a, b, t, d, e = settle_jit(z, r, c)
+        return float(a), float(b), float(t), float(d), float(e)
 
-    def rows(*args: Any) -> None:
-        if args[5].size:
-            rows_jit(*args)
+    def rows(g: CSRGraph, z: FloatArray, sources: Any, factor: float, r: FloatArray) -> None:
+        if sources.size:
+            rows_jit(g.indptr, g.indices, g.weights, g.out_weight, z, sources, factor, r)
 
-    return _Kernels(scan, push, rows)
+    return _Kernels(level, settle, rows)
 
 
 def _numpy_kernels() -> _Kernels:
-    def scan(r: FloatArray, c: float, theta: float, front: IntArray) -> tuple[float, float, float, int]:
+    def level(
+        g: CSRGraph, scale: Any, dangling: Any, z: Any, r: Any, theta: float, sweeps: int
+    ) -> tuple[int, int, int, float, float]:
+        # Jacobi-style: the whole frontier {u : |r_u| > θ} is pushed at once.
+        done = pushes = edges = 0
+        pushed = pushed_dangling = 0.0
+        for _ in range(sweeps):
+            front = np.flatnonzero(np.abs(r) > theta)
+            if front.size == 0:
+                break
+            done += 1
+            delta = r[front]
+            z[front] += delta
+            r[front] = 0.0
+            edges += _scatter_rows(g, front, delta * scale[front], r)
+            pushed += float(delta.sum())
+            pushed_dangling += float(delta[dangling[front]].sum())
+            pushes += int(front.size)
+        return done, pushes, edges, pushed, pushed_dangling
+
+    def settle(z: FloatArray, r: FloatArray, c: float) -> tuple[float, float, float, float, float]:
         if c != 0.0:
             r -= c
         a = np.abs(r)
-        picked = np.flatnonzero(a > theta)
-        front[: picked.shape[0]] = picked
-        return float(a.sum()), float(a.max()), float(r.sum()), int(picked.shape[0])
+        return float(a.sum()), float(a.max()), float(r.sum()), float(np.abs(z).sum()), float(z.min())
 
-    def push(
-        g: GraphRows, z: Any, r: Any, front: Any, theta: float, alpha: float
-    ) -> tuple[int, int, float, float, bool]:
-        # Jacobi-style: the whole frontier is pushed at once.
-        delta = r[front]
-        z[front] += delta
-        r[front] = 0.0
-        d = g.out_weight[front]
-        live = d != 0.0
-        coef = alpha * delta[live] / d[live]
-        edges = _scatter(g.row_start[front[live]], g.row_end[front[live]], g.indices, g.weights, coef, r)
-        negative = bool(front.size) and float(z[front].min()) < 0.0
-        return int(front.size), edges, float(delta.sum()), float(delta[~live].sum()), negative
+    def rows(g: CSRGraph, z: FloatArray, sources: Any, factor: float, r: FloatArray) -> None:
+        if sources.size:
+            d = g.out_weight[sources]
+            coef = np.divide(factor * z[sources], d, out=np.zeros(sources.shape[0]), where=d != 0.0)
+            _scatter_rows(g, sources, coef, r)
 
-    def rows(
-        start: Any,
-        end: Any,
-        indices: Any,
-        weights: Any,
-        out_weight: Any,
-        nodes: Any,
-        z: Any,
-        factor: float,
-        r: Any,
-    ) -> None:
-        zs = z[nodes]
-        live = (out_weight != 0.0) & (zs != 0.0)
-        coef = factor * zs[live] / out_weight[live]
-        _scatter(start[live], end[live], indices, weights, coef, r)
-
-    return _Kernels(scan, push, rows)
+    return _Kernels(level, settle, rows)
 
 
-def _scatter(
-    starts: IntArray, ends: IntArray, indices: Any, weights: Any, coef: FloatArray, r: FloatArray
-) -> int:
-    """``r[v] += coef[i] · w(e)`` for the edges ``e`` of row ``i`` (``starts[i]:ends[i]``); returns the
-    edge count."""
-    lengths = ends - starts
+def _scatter_rows(g: CSRGraph, rows: npt.NDArray[np.int64], coef: FloatArray, r: FloatArray) -> int:
+    """``r[v] += coef[i] · w(rows[i] → v)`` for all out-edges of ``rows``; returns the edge count."""
+    starts = g.indptr[rows]
+    lengths = g.indptr[rows + 1] - starts
     total = int(lengths.sum())
     if total == 0:
         return 0
     offsets = np.cumsum(lengths) - lengths
     edge = np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
-    values = np.repeat(coef, lengths) * weights[edge]
+    values = np.repeat(coef, lengths) * g.weights[edge]
     if total > r.shape[0] // 8:
-        r += np.bincount(indices[edge], weights=values, minlength=r.shape[0])
+        r += np.bincount(g.indices[edge], weights=values, minlength=r.shape[0])
     else:
-        np.add.at(r, indices[edge], values)
+        np.add.at(r, g.indices[edge], values)
     return total
 
 
@@ -743,19 +600,9 @@ def _check_params(damping: float, tol: float) -> None:
         raise ValueError(f"tol must be in [1e-15, 1), got {tol}")
 
 
-def _as_rows(graph: CSRGraph | GraphRows) -> GraphRows:
-    if isinstance(graph, GraphRows):
-        return graph
-    if isinstance(graph, CSRGraph):
-        return graph.rows()
-    raise TypeError(f"expected a CSRGraph or GraphRows, got {type(graph).__name__}")
-
-
-def _as_csr(graph: CSRGraph | GraphRows | GraphState | sp.sparray | sp.spmatrix) -> CSRGraph:
+def _as_csr(graph: CSRGraph | GraphState | sp.sparray | sp.spmatrix) -> CSRGraph:
     if isinstance(graph, CSRGraph):
         return graph
-    if isinstance(graph, GraphRows):
-        return graph.compact()
     if isinstance(graph, GraphState):
         return graph.snapshot()
     if sp.issparse(graph):

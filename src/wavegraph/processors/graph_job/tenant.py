@@ -1,9 +1,6 @@
 """One tenant's graph in the graph job: typed edges, the CSR state, PageRank and what was published.
 
-PageRank is kept current per batch by :class:`IncrementalPageRank` (L1 error ≤ ``graph.pagerank_tol``)
-on the state's live rows (:meth:`GraphState.rows`) and the batch's :class:`GraphChange`: no step of a
-batch walks the whole edge list (the state patches the changed rows in place, the engine reads the old
-rows from the change); the solve itself passes over the nodes once per push level.
+PageRank is kept current per batch by :class:`IncrementalPageRank` (L1 error ≤ ``graph.pagerank_tol``).
 Which nodes get a ``wavegraph.nodes.v1`` event after a batch (:meth:`TenantGraph.due_events`):
 
 - every node never published yet (a new node), then
@@ -75,45 +72,35 @@ class TenantGraph:
         )
         new_nodes = self.state.num_nodes - n0
         self.changed_edges += change.added + change.updated + change.removed + new_nodes
-        # The nodes registered before the edges count as the batch's too (the engine knows the graph with
-        # n0 nodes); the old rows stay valid: a source registered by add_nodes had an empty row.
         return GraphChange(
-            change.changed_sources,
-            n0,
-            self.state.num_nodes,
-            change.added,
-            change.updated,
-            change.removed,
-            old_rows=change.old_rows,
+            change.changed_sources, n0, self.state.num_nodes, change.added, change.updated, change.removed
         )
 
     def update_pagerank(self, change: GraphChange) -> None:
         """Bring PageRank to the current graph after :meth:`apply` returned ``change`` (falls back to a
         full solve, see the module docstring)."""
-        rows = self.state.rows()
+        snapshot = self.state.snapshot()
         if self._pagerank is None:
-            if rows.num_nodes:
-                self._pagerank = IncrementalPageRank(rows, damping=self.damping, tol=self.tol)
+            if snapshot.num_nodes:
+                self._pagerank = IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol)
             return
         try:
-            if change.old_rows is None:  # cannot happen after apply(); the full solve below is the answer
-                raise ValueError("the change carries no old rows")
-            self._pagerank.update(rows, change)
+            self._pagerank.update(snapshot, change.changed_sources)
             problem = None if np.isfinite(self._pagerank.scores()).all() else "non-finite scores"
         except (ArithmeticError, ValueError, WavegraphError) as exc:
             problem = repr(exc)
         if problem is not None:
             log.error("graph: %s: incremental PageRank failed (%s); solving it again", self.tenant, problem)
             self.pagerank_resets += 1
-            self._pagerank = IncrementalPageRank(rows, damping=self.damping, tol=self.tol)
+            self._pagerank = IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol)
 
     def start_pagerank(self, *, published: bool) -> None:
         """Solve PageRank for the whole current graph (after a rebuild). With ``published`` the scores
         count as already published; without it every node is due again (what the graph job does after
         a restart: it cannot know what it published before)."""
-        rows = self.state.rows()
+        snapshot = self.state.snapshot()
         self._pagerank = (
-            IncrementalPageRank(rows, damping=self.damping, tol=self.tol) if rows.num_nodes else None
+            IncrementalPageRank(snapshot, damping=self.damping, tol=self.tol) if snapshot.num_nodes else None
         )
         self._published = self.scores().copy() if published else np.empty(0)
 
@@ -135,18 +122,14 @@ class TenantGraph:
         never = np.isnan(p)
         delta = np.abs(x - np.where(never, 0.0, p))
         fresh = np.flatnonzero(never)
-        moved = ~never & (delta > 0.0)
-        tail = float(delta[moved].sum())
-        order = np.empty(0, np.int64)
+        moved = np.flatnonzero(~never & (delta > 0.0))
+        order = moved[np.argsort(-delta[moved], kind="stable")]
+        tail = float(delta[order].sum())
+        take = 0
         if tail > publish_l1:
-            # Only nodes that moved by more than publish_l1 / n can be needed: all the others together
-            # moved by at most publish_l1. Sorting those alone picks the same nodes (O(n) + a small sort).
-            candidates = np.flatnonzero(moved & (delta > publish_l1 / max(n, 1)))
-            order = candidates[np.argsort(-delta[candidates], kind="stable")]
             remaining = tail - np.cumsum(delta[order])  # unpublished drift after taking i + 1 nodes
-            done = remaining <= publish_l1
-            order = order[: int(np.argmax(done)) + 1] if bool(np.any(done)) else order
-        chosen = np.concatenate([fresh, order])[:cap].astype(np.int64)
+            take = int(np.argmax(remaining <= publish_l1)) + 1 if bool(np.any(remaining <= publish_l1)) else n
+        chosen = np.concatenate([fresh, order[:take]])[:cap].astype(np.int64)
         return chosen, np.maximum(x[chosen], 0.0)
 
     def mark_published(self, nodes: IndexArray, values: FloatArray) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from wavegraph.errors import WavegraphError
-from wavegraph.processors.graph import state as state_module
 from wavegraph.processors.graph.state import (
     CSRGraph,
     EdgeList,
@@ -117,86 +116,6 @@ def test_random_batches_match_a_dict_model(seed: int) -> None:
         same = np.setdiff1d(np.arange(before.num_nodes), change.changed_sources)
         a, b = before.to_scipy(), snap.to_scipy()[: before.num_nodes, : before.num_nodes]
         assert (a[same] != b[same]).nnz == 0
-
-
-def rows_of(state: GraphState) -> dict[int, list[tuple[int, float]]]:
-    """Every row of the live view, as (destination, weight) pairs."""
-    view = state.rows()
-    return {
-        u: list(
-            zip(
-                view.indices[view.row_start[u] : view.row_end[u]].tolist(),
-                view.weights[view.row_start[u] : view.row_end[u]].tolist(),
-                strict=True,
-            )
-        )
-        for u in range(view.num_nodes)
-    }
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rows_are_patched_in_place_moved_and_compacted_without_losing_an_edge(
-    seed: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Heavy churn on a small graph: rows grow past their room (moved to the pool's end), shrink in place,
-    and the pool is compacted (its thresholds lowered so a small graph reaches them). After every batch the
-    live rows, the snapshot and the old rows of the change agree with a dict model."""
-    monkeypatch.setattr(state_module, "_COMPACT_MIN", 0)
-    monkeypatch.setattr(state_module, "_COMPACT_SHARE", 0.2)
-    rng = np.random.default_rng(seed)
-    state = GraphState()
-    model: dict[tuple[str, str], float] = {}
-    compactions = 0
-    for _ in range(60):
-        before = {u: row for u, row in rows_of(state).items()}
-        k = int(rng.integers(1, 40))
-        add_s = [f"n{i}" for i in rng.integers(0, 15, k)]  # few sources: long rows that keep growing
-        add_d = [f"n{i}" for i in rng.integers(0, 60, k)]
-        add_w = rng.uniform(0.5, 2.0, k)
-        existing = list(model)
-        picks = rng.choice(len(existing), size=min(len(existing), int(rng.integers(0, 30))), replace=False)
-        rem = [existing[i] for i in picks.tolist()]
-        top = state._top
-        change = state.apply(remove=([s for s, _ in rem], [d for _, d in rem]), add=(add_s, add_d, add_w))
-        compactions += state._top < top
-        for edge in rem:
-            model.pop(edge, None)
-        for s, d, w in zip(add_s, add_d, add_w.tolist(), strict=True):
-            model[s, d] = w
-        assert change.old_rows is not None and state.num_edges == len(model)
-        for i, u in enumerate(change.changed_sources.tolist()):  # the changed rows as they were
-            lo, hi = change.old_rows.indptr[i], change.old_rows.indptr[i + 1]
-            old = list(
-                zip(
-                    change.old_rows.indices[lo:hi].tolist(),
-                    change.old_rows.weights[lo:hi].tolist(),
-                    strict=True,
-                )
-            )
-            assert old == before.get(u, [])
-            assert change.old_rows.out_weight[i] == pytest.approx(sum(w for _, w in old), abs=1e-12)
-        ids = state.node_ids
-        live = {(ids[u], ids[v]): w for u, row in rows_of(state).items() for v, w in row}
-        assert live == model and dict(((s, d), w) for s, d, w in state.edges()) == model
-        for u, row in rows_of(state).items():
-            assert [v for v, _ in row] == sorted(v for v, _ in row)  # rows stay sorted
-            assert state.rows().out_weight[u] == pytest.approx(sum(w for _, w in row), abs=1e-12)
-    assert compactions > 0  # the test reached the compaction
-
-
-def test_a_bulk_load_is_compact_and_small_batches_do_not_move_the_pool() -> None:
-    state = GraphState.from_edges([f"s{i % 50}" for i in range(5_000)], [f"d{i}" for i in range(5_000)])
-    view = state.rows()
-    assert state._top == state.num_edges == 5_000  # tight rows: no slack inside the bulk-loaded rows
-    full = view.row_end > view.row_start
-    order = np.argsort(view.row_start[full])
-    starts, ends = view.row_start[full][order], view.row_end[full][order]
-    assert starts[0] == 0 and np.array_equal(starts[1:], ends[:-1])  # the rows tile the pool, no gaps
-    pool = state._dst
-    change = state.add_edges(["s1", "s2"], ["new", "d7"])
-    assert state._dst is pool  # appended into the pool's spare tail, no reallocation
-    assert change.changed_sources.tolist() == [state.index_of("s1"), state.index_of("s2")]
-    assert state.out_edges("s1")["new"] == 1.0 and state.num_edges == 5_002
 
 
 def test_csr_graph_from_scipy_sums_duplicates() -> None:
