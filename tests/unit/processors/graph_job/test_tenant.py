@@ -86,12 +86,32 @@ def test_the_cap_delays_but_does_not_lose_events() -> None:
     assert first.size == 20 and second.size == 14 and set(first.tolist()).isdisjoint(second.tolist())
 
 
-def test_a_rebuilt_graph_counts_as_published_and_is_stale() -> None:
+def test_a_graph_started_as_published_has_nothing_due_until_it_changes() -> None:
+    """``start_pagerank(published=True)``: the solved scores count as published (nothing is due), and
+    only a later change makes nodes due again. (Staleness is the job's to set, not the graph's: see
+    ``test_a_rebuilt_graph_is_marked_stale_and_recomputed`` below.)"""
     g = TenantGraph("acme", damping=0.85, tol=1e-12)
-    g.apply(karate_events()[0])
+    events, multi = karate_events()
+    g.apply(events)
     g.start_pagerank(published=True)
     assert g.due_events(1e-7, cap=100)[0].size == 0
-    assert abs(float(g.scores().sum()) - 1.0) < 1e-12
+    assert l1_to_networkx(g, multi) < 1e-9
+    assert not g.stale  # a graph is only stale when the job says so
+    step(g, [ev("k0", "k1", 2.0, op="delete"), ev("k0", "k1", 2.0, rel="KNOWS", op="delete")])
+    nodes, _ = g.due_events(1e-7, cap=100)
+    assert g.state.index_of("k1") in nodes.tolist()  # k1 lost its in-edge from k0: it moved the most
+
+
+def test_a_rebuilt_graph_is_marked_stale_and_recomputed() -> None:
+    """What the rebuild does to a graph (``GraphJob.finish_rebuild`` sets ``stale``): a stale graph is
+    due for a recompute even when nothing changed since, and ``stale`` is what makes it so."""
+    g = TenantGraph("acme", damping=0.85, tol=1e-12)
+    g.apply(karate_events()[0])
+    g.start_pagerank(published=False)
+    g.changed_edges = 0  # as after a recompute: nothing changed since
+    assert not g.recompute_due(0.1)
+    g.stale = True
+    assert g.recompute_due(0.1)
 
 
 def test_recompute_is_due_when_more_than_the_fraction_changed() -> None:
