@@ -86,8 +86,12 @@ async def _replication(kafka: KafkaSettings, topic: str) -> tuple[list[list[int]
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
-        parts = sorted(described["partitions"], key=lambda p: p["partition"])
+        for _ in range(50):  # the broker the admin asks may not have the new topic's metadata yet
+            (described,) = await admin.describe_topics([topic])
+            parts = sorted(described["partitions"], key=lambda p: p["partition"])
+            if len(parts) == 3:
+                break
+            await asyncio.sleep(0.2)
         for _ in range(50):  # the same for configs: "unknown topic" until it has
             (configs,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
             error_code, *_, entries = configs.resources[0]
