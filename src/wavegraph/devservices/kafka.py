@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import time
 import uuid
 from pathlib import Path
@@ -98,12 +99,18 @@ class Kafka(Service):
     def cluster_id(self) -> str:
         """Random for a single broker; for a cluster, the same for every broker of this state dir and
         size (a name-based UUID), so each broker formats its own log without a coordinator."""
-        if self.brokers == 1:
-            raw = uuid.uuid4()
-        else:
-            root = self.settings.services.state_dir.absolute()
-            raw = uuid.uuid5(uuid.NAMESPACE_URL, f"wavegraph-kafka:{root}:{self.brokers}")
-        return base64.urlsafe_b64encode(raw.bytes).decode().rstrip("=")
+        root = self.settings.services.state_dir.absolute()
+        for attempt in itertools.count():
+            if self.brokers == 1:
+                raw = uuid.uuid4()
+            else:
+                raw = uuid.uuid5(uuid.NAMESPACE_URL, f"wavegraph-kafka:{root}:{self.brokers}:{attempt}")
+            text = base64.urlsafe_b64encode(raw.bytes).decode().rstrip("=")
+            # One id in 64 starts with "-", which a command line reads as an option (Kafka's own
+            # Uuid.randomUuid skips those too): draw again.
+            if not text.startswith("-"):
+                return text
+        raise AssertionError("unreachable")
 
     def check_prerequisites(self) -> None:
         require("java", "to run Kafka")
@@ -202,7 +209,14 @@ class Kafka(Service):
         return "resolved" if jars.resolved else "cached"
 
     async def _format(self, java: list[str], props: Path) -> None:
-        argv = [*java, "kafka.tools.StorageTool", "format", "-t", self.cluster_id(), "-c", str(props)]
+        argv = [
+            *java,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={self.cluster_id()}",
+            "-c",
+            str(props),
+        ]
         proc = await asyncio.create_subprocess_exec(
             *argv, "--ignore-formatted", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )

@@ -167,3 +167,14 @@ def test_up_brokers_3_status_shows_every_broker_and_down_stops_them(
         assert not any(process.pid_alive(p) for p in pids)
     finally:
         cli.invoke(app, ["down", "--only", "kafka"], env=env)
+
+
+def test_no_cluster_id_reads_as_a_command_line_option(tmp_path: Path) -> None:
+    """One base64 id in 64 starts with "-": ``kafka-storage format -t -Xy…`` refused it and a CI run
+    failed to start Kafka. Single-broker ids are drawn again, name-based ones are re-derived."""
+    one = Kafka(Settings(), 0, 1)
+    assert not [i for i in (one.cluster_id() for _ in range(3000)) if i.startswith("-")]
+    for n in range(300):
+        s = with_brokers(Settings(), 3)
+        s = s.model_copy(update={"services": s.services.model_copy(update={"state_dir": tmp_path / str(n)})})
+        assert not Kafka(s, 0).cluster_id().startswith("-")
