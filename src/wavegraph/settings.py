@@ -243,7 +243,8 @@ class PidSettings(_Section):
     Kp: float = Field(0.4, ge=0)
     Ki: float = Field(0.05, ge=0)
     I_max: float = Field(5.0, gt=0)
-    interval_s: float = Field(1.0, gt=0)
+    interval_s: float = Field(0.25, gt=0)
+    window_s: float = Field(1.0, ge=0)  # the hit ratio's measuring window (time constant); 0: one interval
     ttl_min_s: float = Field(1.0, gt=0)
     ttl_max_s: float = Field(86_400.0, gt=0)
 

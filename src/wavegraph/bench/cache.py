@@ -11,8 +11,9 @@ time, ×0.66 otherwise). A fixed TTL that gives the target on regime 1 gives 0.3
 entry's age is trace time), and the replay is **time-scaled**: request ``t`` is sent at wall time
 ``t / scale`` (``scale`` chosen for :data:`WALL_RATE` requests/s), Redis ``PX`` is the TTL divided by
 ``scale`` (× :data:`EXPIRY_HEADROOM`, so a replay running late does not lose fresh keys), and the
-controllers' intervals are in trace seconds (``pid.interval_s`` = 5 s), so their dynamics are those of
-real time. The three controllers replay the same trace one after another on their own key prefixes.
+controllers' intervals are in trace seconds (``pid.interval_s``, 0.25 s by default), so their
+dynamics are those of real time. The three controllers replay the same trace one after another on
+their own key prefixes.
 
 **Controllers.** ``pi``: :class:`~wavegraph.query.ttl_controller.TtlController` with the ``pid:`` block.
 ``fixed``: the TTL whose hit ratio on regime 1 is the target (bisection on an in-memory TTL-cache
@@ -66,6 +67,7 @@ __all__ = [
     "fixed_ttl_for",
     "load_trace",
     "replay",
+    "replay_in_memory",
     "run_cache_bench",
     "simulate_hit_ratio",
     "synthetic_trace",
@@ -294,6 +296,36 @@ async def replay(
         await cache.store_many(list(stores.values()))
         i = j
     out.wall_s = time.monotonic() - start
+    return out
+
+
+def replay_in_memory(
+    policy: Policy, trace: Trace, *, interval_s: float, expiry_headroom: float = EXPIRY_HEADROOM
+) -> Replay:
+    """The replay's twin without Redis or pacing: a dict of (created, expires) per key, the same hit,
+    stale and interval rules, one request at a time. For tuning a controller in seconds; the bench's
+    figures come from :func:`replay` (a real Redis)."""
+    out = Replay()
+    entries: dict[str, tuple[float, float]] = {}
+    hits = lookups = 0
+    boundary = interval_s
+    for t, key in zip(trace.times.tolist(), trace.keys, strict=True):
+        while t >= boundary:
+            policy.tick(interval_s)
+            out.hits.append(hits)
+            out.lookups.append(lookups)
+            out.ttl_s.append(policy.ttl_s)
+            hits = lookups = 0
+            boundary += interval_s
+        entry = entries.get(key)
+        if entry is not None and t > entry[1]:
+            entry = None
+        hit = entry is not None and t - entry[0] <= policy.ttl_s
+        policy.observe(hit, stale=entry is not None and not hit)
+        hits += hit
+        lookups += 1
+        if not hit:
+            entries[key] = (t, t + policy.ttl_s * expiry_headroom)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -40,19 +41,40 @@ def test_the_integral_is_clamped_and_the_ttl_stays_in_bounds() -> None:
         assert -gains.i_max <= step.integral <= gains.i_max
     assert step.integral == gains.i_max
     assert c.ttl_s == pytest.approx(gains.ttl_max_s)
-    for _ in range(500):
-        step = c.update(100, 100)
-    assert step.integral == -gains.i_max
+    steps = [c.update(100, 100) for _ in range(500)]
     assert c.ttl_s == pytest.approx(gains.ttl_min_s)
+    assert all(-gains.i_max <= s.integral <= gains.i_max for s in steps)
+    # once the TTL sits at its bound, more of the same error winds nothing up: the integral holds
+    assert len({s.integral for s in steps[-400:]}) == 1
 
 
 def test_no_windup_at_the_bound_a_reversal_acts_at_once() -> None:
-    """After a long saturation at 24 h, the first intervals of too many hits bring the TTL down."""
-    c = TtlController(PiGains(), 60.0)
+    """After a long saturation at 24 h, too many hits bring the TTL down as soon as the window's hit
+    ratio crosses the target (within one window: 4 intervals of 0.25 s), and every interval after."""
+    gains = PiGains()
+    c = TtlController(gains, 60.0)
     for _ in range(1000):
         c.update(0, 100)
-    ttls = [c.update(100, 100).ttl_s for _ in range(3)]
-    assert ttls[0] < 86_400.0 and ttls[1] < ttls[0] and ttls[2] < ttls[1]
+    steps = [c.update(100, 100) for _ in range(8)]
+    first = next(i for i, s in enumerate(steps) if s.hit_ratio is not None and s.hit_ratio > gains.target)
+    assert first < round(gains.window_s / gains.interval_s)
+    ttls = [s.ttl_s for s in steps[first:]]
+    assert ttls[0] < 86_400.0 and all(b < a for a, b in itertools.pairwise(ttls))
+
+
+def test_the_hit_ratio_is_measured_over_a_request_weighted_window() -> None:
+    """A burst counts by its requests: 90 hits of 100 then 0 of 10 is a hit ratio near 0.8, not the
+    mean of 0.9 and 0; ``window_s = 0`` measures each interval alone."""
+    gains = PiGains()
+    c = TtlController(gains, 60.0)
+    c.update(90, 100)
+    keep = math.exp(-gains.interval_s / gains.window_s)
+    assert c.update(0, 10).hit_ratio == pytest.approx(keep * 90 / (keep * 100 + 10))
+    alone = TtlController(PiGains(window_s=0.0), 60.0)
+    alone.update(90, 100)
+    assert alone.update(0, 10).hit_ratio == 0.0
+    with pytest.raises(ValueError, match="window_s"):
+        PiGains(window_s=-1.0)
 
 
 def test_an_empty_interval_holds_the_state() -> None:
