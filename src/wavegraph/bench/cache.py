@@ -32,13 +32,14 @@ over the regimes after a change (``cold_start_overshoot``: the same for the firs
 from an empty cache); ``mean_ttl_s``; ``used_memory_bytes`` = mean Redis ``used_memory`` minus its value
 before the replay (the Redis is shared, so this is noisy). ``ratio`` = fixed settled error ÷ PI's.
 
-Measured here (2 cores, quiet, Redis 7.0, full trace: 4 regimes × 400 s, 320 k requests, scale 25,
-~63 s a controller; ``pid.interval_s`` = 1 s, conditional integration on stale lookups): settled error
-PI 1.15 %, fixed 10.0 %, d-TTL 0.61 %; overshoot after the regime changes PI 3.6 %, d-TTL 9.0 %;
-cold-start overshoot PI 7.1 %, d-TTL 10.1 %; settling PI 53 s, d-TTL 48 s; mean TTL PI 27 s, fixed
-25 s, d-TTL 2,567 s; used memory PI 6.1 MB, fixed 4.7 MB, d-TTL 7.9 MB. ``--quick`` (4 × 200 s, 80 k
-requests, 16 s a controller): settled error PI 1.3 %, d-TTL 0.8 %; overshoot PI 1.6 %, d-TTL 9.6 %.
-(Before: 5 s intervals, no conditional integration: settled 2.2 %, settling 193 s.)
+Measured here (2 cores, Redis 7.0, full trace: 4 regimes × 400 s, 316 k requests, scale 25, ~63 s a
+controller; ``pid.interval_s`` = 0.25 s, ``pid.window_s`` = 1 s): settled error PI 0.44 %, fixed
+10.0 %, d-TTL 0.59 %; overshoot after the regime changes PI 2.8 %, d-TTL 9.1 %; cold-start overshoot
+PI 2.3 %, d-TTL 10.1 %; settling PI 27 s, d-TTL 49 s; mean TTL PI 59 s, fixed 25 s, d-TTL 2,567 s;
+used memory PI 7.2 MB, fixed 4.7 MB, d-TTL 8.0 MB. ``--quick`` (4 × 200 s, 79 k requests): settled
+error PI 0.51 %, d-TTL 0.84 %; overshoot PI 2.7 %, d-TTL 9.6 %; settling PI 40 s, d-TTL 85 s.
+(Before: 1 s intervals each measured alone, κ = 8: settled 1.15 %, overshoot 3.6 %, settling 53 s.)
+:func:`replay_in_memory` gives the same figures without Redis (seed 0: identical to two decimals).
 """
 
 from __future__ import annotations
