@@ -46,6 +46,7 @@ def _register() -> None:
         run,
         services,
     )
+    from wavegraph.commands.replay import replay_command
     from wavegraph.commands.transcribe import transcribe_command
 
     app.add_typer(services.app, name="services")
@@ -60,6 +61,9 @@ def _register() -> None:
     app.add_typer(chaos.app, name="chaos")
     app.add_typer(dp.app, name="dp")
     app.add_typer(grafana.app, name="grafana")
+    app.command(
+        "replay", help="Rebuild derived stores from the retained topics and compare content checksums."
+    )(replay_command)
     app.command("demo", help="Run the pipeline on sample data against the local services.")(run.demo_command)
     app.command("transcribe", help="Transcribe a WAV file offline (no Kafka): text, segments, device, xRT.")(
         transcribe_command

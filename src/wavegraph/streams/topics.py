@@ -9,6 +9,14 @@ a cluster started with ``services up --brokers 3`` (or docker compose's ``cluste
 its topics even when the settings still say one broker; counting the settings means a cluster that
 is missing a broker refuses to create under-replicated topics instead of creating them silently.
 Existing topics are left as they are (no reassignment).
+
+**Retention: the log is the source of truth.** ``wavegraph.edges.v1`` is kept forever
+(``kafka.edges_retention_ms`` = -1): the graph job rebuilds its per-tenant state from it after a
+restart and ``wavegraph replay`` rebuilds Neo4j from it, so an edge that ages out of the topic would
+be missing from every rebuild. ``wavegraph.nodes.v1`` is a compacted changelog (keyed ``tenant/node``:
+the latest analytics of each node stay, older versions go). Audio, transcripts and dead letters keep
+``kafka.retention_ms`` (7 days): raw audio is large and transcripts are derived from it, so they are
+kept for reprocessing within a week and for inspecting dead letters, not forever.
 """
 
 from __future__ import annotations
@@ -39,7 +47,6 @@ async def ensure_topics(
         cluster = await admin.describe_cluster()
         replicas, min_isr = kafka.replication(max(kafka.brokers, len(cluster["brokers"])))
         config = {
-            "retention.ms": str(kafka.retention_ms),
             "max.message.bytes": str(kafka.max_message_bytes),
             "min.insync.replicas": str(min_isr),
         }
@@ -48,7 +55,7 @@ async def ensure_topics(
                 name,
                 num_partitions=partitions or kafka.partitions,
                 replication_factor=replicas,
-                topic_configs=config,
+                topic_configs={**config, **retention_config(kafka, name)},
             )
             for name in wanted
             if name not in existing
@@ -63,6 +70,16 @@ async def ensure_topics(
         return [t.name for t in new]
     finally:
         await admin.close()
+
+
+def retention_config(kafka: KafkaSettings, name: str) -> dict[str, str]:
+    """How long topic ``name`` keeps its records (see the module docstring)."""
+    t = kafka.topics
+    if name == t.edges:
+        return {"retention.ms": str(kafka.edges_retention_ms)}
+    if name == t.nodes:
+        return {"cleanup.policy": "compact"}
+    return {"retention.ms": str(kafka.retention_ms)}
 
 
 def _raise_refusals(topic_errors: list[tuple[object, ...]]) -> None:

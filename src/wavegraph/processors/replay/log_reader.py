@@ -1,0 +1,82 @@
+"""Reading a topic from its first retained offset to the end it had when the read began.
+
+No consumer group: nothing is committed and no running processor's assignment changes. The end is
+the high watermark of every partition at the start (records produced later belong to the live
+processors, not to the replay), so a read of a busy topic still ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from wavegraph.clients import make_consumer
+from wavegraph.errors import ConfigError
+from wavegraph.settings import KafkaSettings
+
+__all__ = ["LogSpan", "read_log"]
+
+
+@dataclass(frozen=True)
+class LogSpan:
+    """The records a read covers: per partition ``[first, end)``."""
+
+    first: dict[int, int]
+    end: dict[int, int]
+
+    @property
+    def records(self) -> int:
+        return sum(self.end[p] - self.first[p] for p in self.end)
+
+
+async def read_log(
+    kafka: KafkaSettings, topic: str, *, batch: int = 1000, span: list[LogSpan] | None = None
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Yield ``topic``'s records in batches of at most ``batch``, every partition from its first
+    retained offset to its high watermark at the start. ``span``, when given, receives the
+    :class:`LogSpan` before the first batch (for a progress bar)."""
+    partitions = await _partitions(kafka, topic)
+    consumer = make_consumer(kafka, client_id="wavegraph-replay", max_poll_records=batch)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        first = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        todo = {tp.partition: end[tp] for tp in tps if end[tp] > first[tp]}
+        if span is not None:
+            span.append(
+                LogSpan({tp.partition: first[tp] for tp in tps}, {tp.partition: end[tp] for tp in tps})
+            )
+        await consumer.seek_to_beginning(*tps)
+        while todo:
+            fetched = await consumer.getmany(*[TopicPartition(topic, p) for p in todo], timeout_ms=1000)
+            out: list[ConsumerRecord[bytes, bytes]] = []
+            for tp, records in fetched.items():
+                stop = todo.get(tp.partition)
+                if stop is None:
+                    continue
+                out.extend(r for r in records if r.offset < stop)
+                if records and records[-1].offset + 1 >= stop:
+                    del todo[tp.partition]
+            if out:
+                yield out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise ConfigError(
+            f"topic {topic!r} does not exist here (error {described['error_code']}): nothing to replay"
+        )
+    return sorted(p["partition"] for p in described["partitions"])
