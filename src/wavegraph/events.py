@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import msgspec
 import orjson
@@ -331,10 +331,39 @@ _MEMO = 4096  # distinct tenants / relationship types remembered as valid (a hos
 # Each value becomes a one-element array: ``[[v0]\n,[v1]\n,...]``. See EdgeBatchDecoder.
 _OPEN, _SEP, _CLOSE = b"[[", b"]\n,[", b"]]"
 _NUL_ESCAPE = b"\\u0000"
+
+
+class _AllFields(set[str]):
+    """``model_fields_set`` of every event the fast path builds: all of :class:`EdgeEvent`'s fields, in
+    one set shared by those events and therefore read-only (a change raises ``TypeError``). Pydantic's
+    copies (``model_copy``, ``copy``, ``deepcopy``, pickling) turn it into a plain, private ``set``."""
+
+    def _read_only(self, *_: object) -> NoReturn:
+        raise TypeError("the fields set of a decoded EdgeEvent is shared and read-only")
+
+    add = discard = remove = pop = clear = _read_only
+    update = intersection_update = difference_update = symmetric_difference_update = _read_only
+    __ior__ = __iand__ = __isub__ = __ixor__ = _read_only
+
+    def __copy__(self) -> set[str]:
+        return set(self)
+
+    def __deepcopy__(self, memo: object) -> set[str]:
+        return set(self)
+
+    def __reduce__(self) -> tuple[type[set[str]], tuple[list[str]]]:
+        return set, (list(self),)
+
+
+_ALL_FIELDS = _AllFields(EdgeEvent.model_fields)
 _new = object.__new__
-_set = object.__setattr__
 _asdict = msgspec.structs.asdict
-_ALL_FIELDS = frozenset(EdgeEvent.model_fields)
+# The four slots every pydantic model has, set through their descriptors: what model_construct and
+# pydantic-core's validator set, at a fraction of ``object.__setattr__``'s cost a call.
+_put_dict = BaseModel.__dict__["__dict__"].__set__
+_put_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_put_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_put_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class EdgeBatchDecoder:
@@ -383,7 +412,8 @@ class EdgeBatchDecoder:
         if len(framed) != len(values):
             return self._each(values)
         # The hot loop: _edge_event inlined, globals bound to locals (about a third of the cost).
-        tenants, rels, model, new, put, asdict = self._tenants, self._rels, EdgeEvent, _new, _set, _asdict
+        tenants, rels, model, new, asdict = self._tenants, self._rels, EdgeEvent, _new, _asdict
+        put_dict, put_set, put_extra, put_private = _put_dict, _put_fields_set, _put_extra, _put_private
         fields = _ALL_FIELDS
         events: list[EdgeEvent] = []
         append = events.append
@@ -393,10 +423,10 @@ class EdgeBatchDecoder:
                 wire.rel in rels or self._rel_ok(wire.rel)
             ):
                 event = new(model)
-                put(event, "__dict__", asdict(wire))
-                put(event, "__pydantic_fields_set__", set(fields))
-                put(event, "__pydantic_extra__", None)
-                put(event, "__pydantic_private__", None)
+                put_dict(event, asdict(wire))
+                put_set(event, fields)
+                put_extra(event, None)
+                put_private(event, None)
                 append(event)
                 continue
             try:
@@ -452,15 +482,16 @@ class EdgeBatchDecoder:
 
 
 def _edge_event(wire: _EdgeWire) -> EdgeEvent:
-    """The :class:`EdgeEvent` of an already validated ``wire``: what ``EdgeEvent.model_construct`` sets
-    (``__dict__`` in field order, the fields set, no extra, no private state), without its per-field
-    alias search, which would cost more than the decoding. Every field counts as set (the model's
-    ``model_fields_set``; nothing in wavegraph reads it). :meth:`EdgeBatchDecoder.decode` inlines this."""
+    """The :class:`EdgeEvent` of an already validated ``wire``: ``EdgeEvent.model_construct(**fields)``
+    with every field given (``__dict__`` in field order, every field set, no extra, no private state),
+    without its per-field alias search, which would cost more than the decoding. The fields set is the
+    shared read-only :data:`_ALL_FIELDS` (``model_fields_set``; nothing in wavegraph reads it).
+    :meth:`EdgeBatchDecoder.decode` inlines this."""
     event = _new(EdgeEvent)
-    _set(event, "__dict__", _asdict(wire))
-    _set(event, "__pydantic_fields_set__", set(_ALL_FIELDS))
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
+    _put_dict(event, _asdict(wire))
+    _put_fields_set(event, _ALL_FIELDS)
+    _put_extra(event, None)
+    _put_private(event, None)
     return event
 
 
