@@ -41,6 +41,21 @@ def runtime(
 
 
 @app.command()
+def scale(
+    quick: bool = QUICK,
+    out: Path | None = OUT,
+    edges: int | None = typer.Option(
+        None, "--edges", min=1000, help="Edges per worker count (default 100,000; 20,000 with --quick)."
+    ),
+    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+) -> None:
+    """Edges/s into Neo4j with 1, 2 and 3 edge workers on a throwaway 3-broker cluster (RF 3)."""
+    from wavegraph.bench.scale import run_scale_bench
+
+    run_scale_bench(load_settings(), quick=quick, edges=edges, out=out, heap=heap)
+
+
+@app.command()
 def asr(quick: bool = QUICK, out: Path | None = OUT) -> None:
     """whisper.cpp xRT and WER: bare pywhispercpp vs the engine vs 2 s chunks through windows."""
     from wavegraph.bench.asr import run_asr_bench
