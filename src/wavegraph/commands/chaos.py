@@ -1,9 +1,10 @@
-"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|broker-kill|bad-input``: fault scenarios.
+"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|broker-kill|rebalance|bad-input``: faults.
 
 Each prints its figures, writes ``bench/results/chaos_<name>.json`` and exits 1 if one does not hold.
 The scenarios that stop a server (``neo4j-outage``, ``kafka-restart``) stop a throwaway instance on
 its own port unless ``--shared`` asks for the configured one: other work on the shared services would
-see the outage too. ``broker-kill`` always runs on a throwaway 3-broker cluster of its own. Every
+see the outage too. ``broker-kill`` and ``rebalance`` always run on a throwaway 3-broker cluster of
+their own. Every
 scenario uses a private Redis, because the breaker state lives under one fixed key that every API reads.
 """
 
@@ -199,3 +200,30 @@ def bad_input(
         "dlq_metric_series",
     )
     _run(load_settings(), ("redis",), scenario, figures, out)
+
+
+@app.command("rebalance")
+def rebalance(
+    workers: int = typer.Option(3, "--workers", min=2, help="Edge workers in the group at the start."),
+    rate: float = typer.Option(600.0, "--rate", min=1, help="Keyed edge events/s offered to the topic."),
+    seconds: float = typer.Option(30.0, "--seconds", min=5, help="Seconds of load."),
+    kill_at: float = typer.Option(8.0, "--kill-at", min=0, help="SIGKILL one worker after this many s."),
+    join_at: float = typer.Option(16.0, "--join-at", min=0, help="Start another worker after this many s."),
+    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    out: Path | None = OUT,
+) -> None:
+    """SIGKILL one of several edge workers under load and start another, on a throwaway 3-broker cluster
+    (RF 3): 0 lost, 0 duplicates in Neo4j (content check), every revocation flushed and committed in
+    time, the lag drains."""
+    from wavegraph.devservices.kafka import with_brokers
+    from wavegraph.loadtest.rebalance import RebalancePlan, run_rebalance
+
+    plan = RebalancePlan(workers=workers, rate=rate, seconds=seconds, kill_at_s=kill_at, join_at_s=join_at)
+    settings = with_brokers(load_settings(), 3)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        return await run_rebalance(s, plan)
+
+    figures = ("accepted", "lost", "duplicates", "committed_end", "drain_s")
+    _run(settings, ("kafka", "redis"), scenario, figures, out)
