@@ -72,20 +72,36 @@ def serve(processor: Processor, main: Callable[[Settings, asyncio.Event], Awaita
     Console().print(f"stopped: {stats}")
 
 
+INSTANCES = typer.Option(
+    1, "--instances", min=1, help="Run N processes in one consumer group (metrics on port, port + 1, …)."
+)
+
+
+def _instances(processor: Processor, n: int) -> bool:
+    """Run ``n`` supervised instances when ``n`` > 1 (then exit with their code); False for one."""
+    if n == 1:
+        return False
+    from wavegraph.commands.instances import run_instances
+
+    raise typer.Exit(run_instances(processor, n))
+
+
 @app.command()
-def edges() -> None:
+def edges(instances: int = INSTANCES) -> None:
     """Consume wavegraph.edges.v1 and write the graph to Neo4j (commit after Neo4j confirmed)."""
     from wavegraph.processors.edges.pipeline import run_edges
 
-    serve("edges", run_edges)
+    if not _instances("edges", instances):
+        serve("edges", run_edges)
 
 
 @app.command()
-def audio() -> None:
+def audio(instances: int = INSTANCES) -> None:
     """Consume wavegraph.audio.v1, transcribe with Whisper, publish and store transcripts (commit after)."""
     from wavegraph.processors.audio.pipeline import run_audio
 
-    serve("audio", run_audio)
+    if not _instances("audio", instances):
+        serve("audio", run_audio)
 
 
 @app.command()
