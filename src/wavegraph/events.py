@@ -4,8 +4,11 @@ Every event carries a ``tenant`` and a deterministic id so that every sink can b
 (Cypher ``MERGE``, SQL ``ON CONFLICT``). JSON events are validated with pydantic (its Rust core
 parses and validates in one pass); audio travels as raw bytes with its metadata in Kafka headers.
 The stream runtime decodes edge records a batch at a time with :class:`EdgeBatchDecoder` (msgspec),
-which accepts exactly what :class:`EdgeEvent` accepts, yields the same :class:`EdgeEvent` values, and
-leaves every refusal (and its reason) to the pydantic model, the schema of record.
+which accepts exactly what :class:`EdgeEvent` accepts and leaves every refusal (and its reason) to the
+pydantic model, the schema of record. It yields :class:`DecodedEdge` structs, not pydantic models: the
+same values, ids, keys and precedence as the :class:`EdgeEvent` of the same document, read through the
+same attributes (:class:`EdgeLike`, what the edge sinks read); :meth:`DecodedEdge.to_event` gives the
+model where one is needed.
 ``wavegraph.events.export_json_schemas()`` writes a JSON Schema per event for producers in other
 languages; ``docs/events.md`` documents them.
 """
@@ -18,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, Protocol
 
 import msgspec
 import orjson
@@ -114,7 +117,7 @@ class EdgeEvent(_Event):
     @cached_property
     def event_id(self) -> str:
         """The producer's id, else ``id(tenant, src, rel, dst, ts, op)``; computed on first use (hot path)."""
-        return self.given_id or stable_id(self.tenant, self.src, self.rel, self.dst, self.ts, self.op)
+        return self.given_id or default_event_id(self)
 
     def __eq__(self, other: object) -> bool:
         """Equal when the content and the (given or computed) event id agree."""
@@ -141,6 +144,46 @@ class EdgeEvent(_Event):
         at equal ``ts`` a delete beats an upsert; then the larger event id; then the larger weight (two
         events without a producer id and equal ``ts`` and ``op`` share their default id)."""
         return (self.ts, self.op == "delete", self.event_id, self.weight)
+
+
+PropScalar = str | int | float | bool
+Op = Literal["upsert", "delete"]
+
+
+class EdgeLike(Protocol):
+    """What the edge sinks read of an edge event: :class:`EdgeEvent` and :class:`DecodedEdge` alike."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def src(self) -> str: ...
+    @property
+    def dst(self) -> str: ...
+    @property
+    def rel(self) -> str: ...
+    @property
+    def weight(self) -> float: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def op(self) -> Op: ...
+    @property
+    def given_id(self) -> str: ...
+    @property
+    def props(self) -> Mapping[str, PropScalar]: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def edge_key(self) -> str: ...
+    @property
+    def record_key(self) -> bytes: ...
+    @property
+    def precedence(self) -> tuple[float, bool, str, float]: ...
+
+
+def default_event_id(event: EdgeLike) -> str:
+    """The id of an edge event whose producer gave none: ``id(tenant, src, rel, dst, ts, op)``."""
+    return stable_id(event.tenant, event.src, event.rel, event.dst, event.ts, event.op)
 
 
 def edge_record_key(tenant: str, src: str, rel: str, dst: str) -> bytes:
@@ -310,9 +353,17 @@ _NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]  # msgspec refuses NaN, ±
 _Props = Annotated[dict[_PropKey, str | _Int64 | float | bool], msgspec.Meta(max_length=MAX_PROPS)]
 
 
-class _EdgeWire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
-    """``wavegraph.edges.v1`` as msgspec decodes it; the fields in :class:`EdgeEvent`'s order. Out of
-    the cyclic garbage collector: it holds strings, numbers and a dict of scalars, never a cycle."""
+class DecodedEdge(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True, gc=False):
+    """A valid ``wavegraph.edges.v1`` event as :class:`EdgeBatchDecoder` yields it: the msgspec struct the
+    JSON was decoded into, read as an :class:`EdgeEvent` is (:class:`EdgeLike`).
+
+    The fields are :class:`EdgeEvent`'s, in its order, with its defaults (``given_id`` is the document's
+    ``event_id``); ``event_id``, ``edge_key``, ``record_key`` and ``precedence`` are the model's.
+    Immutable; equal to (and hashed like) an :class:`EdgeEvent` or a ``DecodedEdge`` of the same content
+    and id. Out of the cyclic garbage collector: it holds strings, numbers and a dict of scalars, never a
+    cycle. A value of this type is only valid when the decoder accepted it (constructing one checks
+    nothing); :meth:`to_event` gives the pydantic model.
+    """
 
     tenant: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     src: _Text
@@ -320,9 +371,65 @@ class _EdgeWire(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=Fal
     rel: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "LINKS"
     weight: _NonNegative = 1.0
     ts: _NonNegative
-    op: Literal["upsert", "delete"] = "upsert"
+    op: Op = "upsert"
     given_id: Annotated[str, msgspec.Meta(max_length=128)] = msgspec.field(default="", name="event_id")
     props: _Props = {}
+
+    @property
+    def event_id(self) -> str:
+        """The producer's id, else ``id(tenant, src, rel, dst, ts, op)`` (computed at each read: a
+        struct out of the collector has no room for a cache, and the counting path never reads it)."""
+        return self.given_id or default_event_id(self)
+
+    @property
+    def edge_key(self) -> str:
+        """:attr:`EdgeEvent.edge_key`."""
+        return stable_id(self.tenant, self.src, self.rel, self.dst)
+
+    @property
+    def record_key(self) -> bytes:
+        """:attr:`EdgeEvent.record_key`."""
+        return edge_record_key(self.tenant, self.src, self.rel, self.dst)
+
+    @property
+    def precedence(self) -> tuple[float, bool, str, float]:
+        """:attr:`EdgeEvent.precedence`."""
+        return (self.ts, self.op == "delete", self.event_id, self.weight)
+
+    def to_event(self) -> EdgeEvent:
+        """The :class:`EdgeEvent` of this event, with its own ``props`` (built without validating again:
+        see :func:`_edge_event`)."""
+        return _edge_event(self, own_props=True)
+
+    @classmethod
+    def from_event(cls, event: EdgeEvent) -> DecodedEdge:
+        """The struct of a validated :class:`EdgeEvent` (the decoder's slow path)."""
+        return cls(
+            tenant=event.tenant,
+            src=event.src,
+            dst=event.dst,
+            rel=event.rel,
+            weight=event.weight,
+            ts=event.ts,
+            op=event.op,
+            given_id=event.given_id,
+            props=dict(event.props),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        """As :meth:`EdgeEvent.__eq__`: the content and the (given or computed) event id agree."""
+        if isinstance(other, DecodedEdge | EdgeEvent):
+            return _content(self) == _content(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.event_id)
+
+
+def _content(event: EdgeLike) -> tuple[object, ...]:
+    """What ``EdgeEvent.model_dump()`` holds, in its order."""
+    e = event
+    return (e.tenant, e.src, e.dst, e.rel, e.weight, e.ts, e.op, e.props, e.event_id)
 
 
 _TENANT = re.compile(r"[A-Za-z0-9_.-]+").fullmatch  # EdgeEvent's patterns; fullmatch = Rust's ^...$
@@ -331,6 +438,7 @@ _MEMO = 4096  # distinct tenants / relationship types remembered as valid (a hos
 # Each value becomes a one-element array: ``[[v0]\n,[v1]\n,...]``. See EdgeBatchDecoder.
 _OPEN, _SEP, _CLOSE = b"[[", b"]\n,[", b"]]"
 _NUL_ESCAPE = b"\\u0000"
+_BACKSLASH = b"\\"
 
 
 class _AllFields(set[str]):
@@ -369,9 +477,10 @@ _put_private = BaseModel.__dict__["__pydantic_private__"].__set__
 class EdgeBatchDecoder:
     """Decodes many ``wavegraph.edges.v1`` values in one msgspec call; same verdicts as :func:`decode_edge`.
 
-    :meth:`decode` returns the accepted events, in order, and the refusals by index. A value is accepted
-    here only when every rule of :class:`EdgeEvent` holds, and the event is built as pydantic builds it
-    (same field values, same ``event_id``); anything else (a bad value, a NUL escape, a value over
+    :meth:`decode` returns the accepted events as :class:`DecodedEdge` structs, in order, and the
+    refusals by index; :meth:`decode_one` returns one :class:`EdgeEvent`. A value is accepted here only
+    when every rule of :class:`EdgeEvent` holds, with the values pydantic would give it (same field
+    values and types, same ``event_id``); anything else (a bad value, a NUL escape, a value over
     ``max_bytes``, a tenant or ``rel`` outside its pattern) is decoded again by :func:`decode_edge`,
     whose verdict and reason stand. So this decoder can be slower than the model on a bad batch, but
     never more lenient. With ``tenants``, a valid event of another tenant is refused as
@@ -388,14 +497,14 @@ class EdgeBatchDecoder:
     def __init__(self, max_bytes: int, tenants: frozenset[str] = frozenset()) -> None:
         self.max_bytes = max_bytes
         self.tenants = tenants
-        self._many = msgspec.json.Decoder(list[tuple[_EdgeWire]])
-        self._one = msgspec.json.Decoder(_EdgeWire)
+        self._many = msgspec.json.Decoder(list[tuple[DecodedEdge]])
+        self._one = msgspec.json.Decoder(DecodedEdge)
         # Tenants accepted without a second look: the known ones that match the pattern, or (when any
         # tenant is welcome) those seen so far; any other tenant takes the slow path.
         self._tenants = {t for t in tenants if len(t) <= 64 and _TENANT(t)}
         self._rels = {"LINKS"}
 
-    def decode(self, values: Sequence[bytes | None]) -> tuple[list[EdgeEvent], dict[int, InvalidEvent]]:
+    def decode(self, values: Sequence[bytes | None]) -> tuple[list[DecodedEdge], dict[int, InvalidEvent]]:
         """The events of ``values`` that are valid (in order) and the refusals by index into ``values``."""
         if not values:
             return [], {}
@@ -403,7 +512,11 @@ class EdgeBatchDecoder:
             body = _SEP.join(values)  # type: ignore[arg-type]  # a None value raises TypeError
         except TypeError:
             return self._each(values)
-        if _NUL_ESCAPE in body or max(map(len, values)) > self.max_bytes:  # type: ignore[arg-type]
+        # A NUL escape needs a backslash, which most batches do not hold (a one-byte search: memchr); a
+        # body within max_bytes holds no value over it.
+        if (_BACKSLASH in body and _NUL_ESCAPE in body) or (
+            len(body) > self.max_bytes and max(map(len, values)) > self.max_bytes  # type: ignore[arg-type]
+        ):
             return self._each(values)
         try:
             framed = self._many.decode(b"".join((_OPEN, body, _CLOSE)))
@@ -411,43 +524,33 @@ class EdgeBatchDecoder:
             return self._each(values)
         if len(framed) != len(values):
             return self._each(values)
-        # The hot loop: _edge_event inlined, globals bound to locals (about a third of the cost).
-        tenants, rels, model, new, asdict = self._tenants, self._rels, EdgeEvent, _new, _asdict
-        put_dict, put_set, put_extra, put_private = _put_dict, _put_fields_set, _put_extra, _put_private
-        fields = _ALL_FIELDS
-        events: list[EdgeEvent] = []
-        append = events.append
-        errors: dict[int, InvalidEvent] = {}
-        for i, (wire,) in enumerate(framed):
-            if (wire.tenant in tenants or self._tenant_ok(wire.tenant)) and (
-                wire.rel in rels or self._rel_ok(wire.rel)
+        events = [edge for (edge,) in framed]
+        tenants, rels = self._tenants, self._rels
+        for edge in events:  # the two patterns msgspec cannot check; a miss takes the slow path below
+            if not (
+                (edge.tenant in tenants or self._tenant_ok(edge.tenant))
+                and (edge.rel in rels or self._rel_ok(edge.rel))
             ):
-                event = new(model)
-                put_dict(event, asdict(wire))
-                put_set(event, fields)
-                put_extra(event, None)
-                put_private(event, None)
-                append(event)
-                continue
-            try:
-                append(self._slow(values[i]))
-            except InvalidEvent as exc:
-                errors[i] = exc
-        return events, errors
+                return self._recheck(values, events)
+        return events, {}
 
     def decode_one(self, value: bytes | None) -> EdgeEvent:
         """One value: the event, or :class:`InvalidEvent` with :func:`decode_edge`'s reason."""
+        edge = self._fast(value)
+        return self._slow(value) if edge is None else _edge_event(edge)
+
+    def _fast(self, value: bytes | None) -> DecodedEdge | None:
+        """The struct of ``value`` when msgspec and the two patterns accept it, else ``None``."""
         if value is not None and len(value) <= self.max_bytes and _NUL_ESCAPE not in value:
             try:
-                wire = self._one.decode(value)
+                edge = self._one.decode(value)
             except (msgspec.DecodeError, msgspec.ValidationError):
-                pass
-            else:
-                if (wire.tenant in self._tenants or self._tenant_ok(wire.tenant)) and (
-                    wire.rel in self._rels or self._rel_ok(wire.rel)
-                ):
-                    return _edge_event(wire)
-        return self._slow(value)
+                return None
+            if (edge.tenant in self._tenants or self._tenant_ok(edge.tenant)) and (
+                edge.rel in self._rels or self._rel_ok(edge.rel)
+            ):
+                return edge
+        return None
 
     def _slow(self, value: bytes | None) -> EdgeEvent:
         """The model's verdict, then the tenant's."""
@@ -456,14 +559,36 @@ class EdgeBatchDecoder:
             raise InvalidEvent(f"tenant: unknown tenant {event.tenant!r}", "unknown_tenant")
         return event
 
-    def _each(self, values: Sequence[bytes | None]) -> tuple[list[EdgeEvent], dict[int, InvalidEvent]]:
-        events: list[EdgeEvent] = []
+    def _recheck(
+        self, values: Sequence[bytes | None], framed: list[DecodedEdge]
+    ) -> tuple[list[DecodedEdge], dict[int, InvalidEvent]]:
+        """A decoded batch with a tenant or ``rel`` outside the fast sets: those values go to the model."""
+        events: list[DecodedEdge] = []
         errors: dict[int, InvalidEvent] = {}
-        for i, value in enumerate(values):
+        for i, edge in enumerate(framed):
+            if (edge.tenant in self._tenants or self._tenant_ok(edge.tenant)) and (
+                edge.rel in self._rels or self._rel_ok(edge.rel)
+            ):
+                events.append(edge)
+                continue
             try:
-                events.append(self.decode_one(value))
+                events.append(DecodedEdge.from_event(self._slow(values[i])))
             except InvalidEvent as exc:
                 errors[i] = exc
+        return events, errors
+
+    def _each(self, values: Sequence[bytes | None]) -> tuple[list[DecodedEdge], dict[int, InvalidEvent]]:
+        events: list[DecodedEdge] = []
+        errors: dict[int, InvalidEvent] = {}
+        for i, value in enumerate(values):
+            edge = self._fast(value)
+            if edge is None:
+                try:
+                    edge = DecodedEdge.from_event(self._slow(value))
+                except InvalidEvent as exc:
+                    errors[i] = exc
+                    continue
+            events.append(edge)
         return events, errors
 
     def _tenant_ok(self, tenant: str) -> bool:
@@ -481,14 +606,17 @@ class EdgeBatchDecoder:
         return ok
 
 
-def _edge_event(wire: _EdgeWire) -> EdgeEvent:
+def _edge_event(wire: DecodedEdge, own_props: bool = False) -> EdgeEvent:
     """The :class:`EdgeEvent` of an already validated ``wire``: ``EdgeEvent.model_construct(**fields)``
     with every field given (``__dict__`` in field order, every field set, no extra, no private state),
     without its per-field alias search, which would cost more than the decoding. The fields set is the
-    shared read-only :data:`_ALL_FIELDS` (``model_fields_set``; nothing in wavegraph reads it).
-    :meth:`EdgeBatchDecoder.decode` inlines this."""
+    shared read-only :data:`_ALL_FIELDS` (``model_fields_set``; nothing in wavegraph reads it). With
+    ``own_props`` the event gets a copy of ``wire``'s props instead of the same dict."""
     event = _new(EdgeEvent)
-    _put_dict(event, _asdict(wire))
+    fields = _asdict(wire)
+    if own_props:
+        fields["props"] = dict(wire.props)
+    _put_dict(event, fields)
     _put_fields_set(event, _ALL_FIELDS)
     _put_extra(event, None)
     _put_private(event, None)

@@ -1,7 +1,9 @@
 """EdgeBatchDecoder (msgspec, a batch at a time) gives the same verdicts as the pydantic model.
 
 The model (``decode_edge``) is the schema of record: for every input, the batch decoder accepts exactly
-what it accepts, builds an equal event with the same id, and refuses the rest with its reason and code.
+what it accepts, yields a :class:`DecodedEdge` that reads as the model's event (same values and types,
+same id, keys and precedence, the same model through ``to_event``), and refuses the rest with its reason
+and code.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from wavegraph import events
 from wavegraph.errors import InvalidEvent
-from wavegraph.events import EdgeBatchDecoder, EdgeEvent, decode_edge
+from wavegraph.events import DecodedEdge, EdgeBatchDecoder, EdgeEvent, EdgeLike, decode_edge
 
 MAX = 4096
 GOOD = {"tenant": "acme", "src": "a", "dst": "b", "ts": 1.5}
@@ -34,10 +36,24 @@ def verdict(value: bytes | None, tenants: frozenset[str] = frozenset()) -> tuple
     return "ok", state(event)
 
 
-def state(event: EdgeEvent) -> tuple[Any, ...]:
-    """Everything a sink can see: the fields in order, with their types, the id, the dump."""
-    fields = tuple((k, type(v).__name__, v) for k, v in event.__dict__.items() if k != "event_id")
-    return fields, event.event_id, event.model_dump(mode="json"), event.edge_key
+FIELDS = ("tenant", "src", "dst", "rel", "weight", "ts", "op", "given_id", "props")
+
+
+def state(event: EdgeLike) -> tuple[Any, ...]:
+    """Everything a sink can see: the fields with their types (the props' too), the id, the keys, the
+    precedence, and the model's dump (an EdgeEvent's own, a DecodedEdge's through ``to_event``)."""
+    fields = tuple((k, type(getattr(event, k)).__name__, getattr(event, k)) for k in FIELDS)
+    props = tuple((k, type(v).__name__, v) for k, v in event.props.items())
+    model = event if isinstance(event, EdgeEvent) else event.to_event()  # type: ignore[attr-defined]
+    return (
+        fields,
+        props,
+        event.event_id,
+        event.edge_key,
+        event.record_key,
+        event.precedence,
+        model.model_dump(mode="json"),
+    )
 
 
 def batch_verdicts(
@@ -51,7 +67,7 @@ def batch_verdicts(
             out.append(("refused", (refused[i].reason, refused[i].code)))
         else:
             event = next(accepted)
-            assert type(event) is EdgeEvent
+            assert type(event) is DecodedEdge
             out.append(("ok", state(event)))
     assert next(accepted, None) is None, "more events than valid values"
     return out
@@ -258,9 +274,21 @@ def test_fast_events_behave_like_the_models() -> None:
     value = good(props={"k": "v"})
     fast = EdgeBatchDecoder(MAX).decode([value])[0][0]
     model = decode_edge(value, MAX)
-    assert fast == model and hash(fast) == hash(model) and repr(fast) == repr(model)
-    assert fast.model_dump_json() == model.model_dump_json()
-    assert fast.model_copy(update={"src": "z"}).src == "z"
+    assert fast == model and model == fast and hash(fast) == hash(model)
+    assert fast != decode_edge(good(props={"k": "w"}), MAX) and fast != value
+    assert fast.to_event().model_dump_json() == model.model_dump_json()
+    assert repr(fast.to_event()) == repr(model)
     assert fast.precedence == model.precedence and fast.record_key == model.record_key
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(AttributeError, match="immutable"):
         fast.src = "q"  # type: ignore[misc]
+
+
+def test_a_value_only_the_model_accepts_is_decoded_as_a_struct_too() -> None:
+    """A literal backslash before ``u0000`` looks like a NUL escape to the fast path, which leaves the
+    value to the model; the model accepts it, and the batch still yields a DecodedEdge."""
+    odd = good(src="a\\u0000b")
+    values = [good(), odd, good(src="c")]
+    decoded, refused = EdgeBatchDecoder(MAX).decode(values)
+    assert not refused and [type(e) for e in decoded] == [DecodedEdge] * 3
+    assert decoded[1].src == "a\\u0000b" and decoded[1] == decode_edge(odd, MAX)
+    assert [state(e) for e in decoded] == [state(decode_edge(v, MAX)) for v in values]

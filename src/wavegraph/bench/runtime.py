@@ -30,7 +30,7 @@ import orjson
 from rich.progress import Progress
 
 from wavegraph.bench import runtime_peers
-from wavegraph.events import EdgeEvent, decode_edge
+from wavegraph.events import EdgeEvent, EdgeLike, decode_edge
 from wavegraph.processors.edges.decoder import EdgeDecoder
 from wavegraph.report import build_report, write_report
 from wavegraph.settings import Settings
@@ -83,11 +83,11 @@ class CountingSink:
         self.span = span
         self._pending = 0
 
-    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
+    async def write(self, batch: list[Item[EdgeLike]]) -> None:
         self.count += len(batch)
         self._pending += len(batch)
 
-    async def flush(self) -> list[Rejection[EdgeEvent]]:
+    async def flush(self) -> list[Rejection[EdgeLike]]:
         if self.span is not None:
             self.span.add(self._pending)
         self._pending = 0
@@ -139,7 +139,7 @@ async def _bare(settings: Settings, topic: str, total: int, group: str | None = 
 async def _runtime(settings: Settings, topic: str, total: int, group: str | None = None) -> dict[str, Any]:
     span = _Span(total)
     sink = CountingSink(span)
-    proc: StreamProcessor[EdgeEvent] = StreamProcessor(
+    proc: StreamProcessor[EdgeLike] = StreamProcessor(
         settings,
         "bench-runtime",
         [topic],

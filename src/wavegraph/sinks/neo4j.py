@@ -1,8 +1,10 @@
 """The Neo4j edge sink: a bounded buffer feeding batched ``UNWIND … MERGE`` writes through a breaker.
 
-- ``write`` appends validated edge events to a bounded buffer (gauge ``ingest_queue_fill_ratio`` =
-  fill / capacity); a full buffer or an OPEN breaker raises :class:`SinkBackpressureError`, so the
-  consumer pauses instead of buffering without bound.
+- ``write`` appends validated edge events (:class:`~wavegraph.events.EdgeLike`: the runtime's
+  :class:`~wavegraph.events.DecodedEdge` structs or :class:`~wavegraph.events.EdgeEvent` models) to a
+  bounded buffer (gauge ``ingest_queue_fill_ratio`` = fill / capacity); a full buffer or an OPEN
+  breaker raises :class:`SinkBackpressureError`, so the consumer pauses instead of buffering without
+  bound.
 - ``flush`` writes the buffer in chunks of ``ingest.batch_size`` rows, one Cypher query per chunk and
   relationship type, through an aiobreaker ``CircuitBreaker(fail_max, timeout_duration)``.
 
@@ -24,12 +26,12 @@ Every failure is one of three kinds, decided by :func:`classify` (and only the f
   processor with one sentence instead of looping on the same batch.
 
 Order does not depend on arrival: among the events of one edge the one with the greatest
-:attr:`EdgeEvent.precedence` wins (newer ``ts``; at equal ``ts`` a delete; then the larger event id, then
-the larger weight),
-both within a chunk and against what is stored. A delete keeps a tombstone ``(:EdgeTombstone {tenant,
-key, ts})``, so an older upsert arriving later (another partition, a replay) does not bring the edge
-back. When the winning event of an edge in a chunk is refused, the next one of that edge is written in
-its place (and so on): older valid events are neither lost silently nor committed unwritten.
+:attr:`~wavegraph.events.EdgeEvent.precedence` wins (newer ``ts``; at equal ``ts`` a delete; then the
+larger event id, then the larger weight), both within a chunk and against what is stored. A delete
+keeps a tombstone ``(:EdgeTombstone {tenant, key, ts})``, so an older upsert arriving later (another
+partition, a replay) does not bring the edge back. When the winning event of an edge in a chunk is
+refused, the next one of that edge is written in its place (and so on): older valid events are neither
+lost silently nor committed unwritten.
 
 Writes are idempotent: nodes are merged on (tenant, id), relationships on (src, type, dst), tombstones on
 (tenant, key), so replays and out-of-order duplicates leave the same graph.
@@ -64,7 +66,7 @@ from neo4j.exceptions import (
 
 from wavegraph import metrics
 from wavegraph.errors import SinkBackpressureError, SinkFatalError
-from wavegraph.events import EdgeEvent
+from wavegraph.events import EdgeLike
 from wavegraph.settings import IngestSettings
 from wavegraph.sinks import breaker_state
 from wavegraph.streams.sink import Item, Rejection
@@ -157,7 +159,8 @@ class _MetricsListener(CircuitBreakerListener):
         log.warning("neo4j breaker %s -> %s", breaker_state.NAMES[before], breaker_state.NAMES[after])
 
 
-def edge_row(ev: EdgeEvent) -> dict[str, Any]:
+def edge_row(ev: EdgeLike) -> dict[str, Any]:
+    """The ``UNWIND`` row of an edge event (an :class:`~wavegraph.events.EdgeEvent` or a decoded one)."""
     return {
         "tenant": ev.tenant,
         "src": ev.src,
@@ -186,7 +189,7 @@ class Neo4jEdgeSink:
         self.redis = redis_client
         self.database = database
         self.capacity = ingest.buffer_capacity
-        self.buffer: list[Item[EdgeEvent]] = []
+        self.buffer: list[Item[EdgeLike]] = []
         self.listener = _MetricsListener()
         self.breaker = CircuitBreaker(
             fail_max=ingest.breaker_fail_max,
@@ -201,7 +204,7 @@ class Neo4jEdgeSink:
 
     # --- the sink contract ------------------------------------------------------------------------
 
-    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
+    async def write(self, batch: Sequence[Item[EdgeLike]]) -> None:
         """Buffer ``batch``; raise backpressure when the breaker is open or the buffer would overflow."""
         self._raise_if_open()
         if len(self.buffer) + len(batch) > self.capacity and self.buffer:
@@ -209,14 +212,14 @@ class Neo4jEdgeSink:
         self.buffer.extend(batch)
         metrics.INGEST_QUEUE_FILL_RATIO.set(min(1.0, len(self.buffer) / self.capacity))
 
-    async def flush(self) -> list[Rejection[EdgeEvent]]:
+    async def flush(self) -> list[Rejection[EdgeLike]]:
         """Write the buffer to Neo4j; return the rows refused for data errors (→ dead letters).
 
         On backpressure the buffer is dropped: the runtime seeks back and redelivers it.
         """
         items, self.buffer = self.buffer, []
         try:
-            rejected: list[Rejection[EdgeEvent]] = []
+            rejected: list[Rejection[EdgeLike]] = []
             size = self.ingest.batch_size
             for start in range(0, len(items), size):
                 rejected.extend(await self._write_chunk(items[start : start + size]))
@@ -247,23 +250,23 @@ class Neo4jEdgeSink:
         if seconds > 0:
             raise SinkBackpressureError(min(seconds, 5.0), "neo4j circuit breaker is open")
 
-    async def _write_chunk(self, chunk: Sequence[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+    async def _write_chunk(self, chunk: Sequence[Item[EdgeLike]]) -> list[Rejection[EdgeLike]]:
         """Write the winning event of each edge in ``chunk``; when one is refused, the next of that
         edge takes its place, until each edge has a written event or none left."""
-        candidates: dict[str, list[Item[EdgeEvent]]] = {}
+        candidates: dict[str, list[Item[EdgeLike]]] = {}
         for it in chunk:
             candidates.setdefault(it.value.edge_key, []).append(it)
         for events in candidates.values():  # the winner last, so pop() takes it
             events.sort(key=lambda it: it.value.precedence)
         rows = [events.pop() for events in candidates.values()]
-        rejected: list[Rejection[EdgeEvent]] = []
+        rejected: list[Rejection[EdgeLike]] = []
         while rows:
             refused = await self._write_rows(rows)
             rejected.extend(refused)
             rows = [nxt.pop() for rej in refused if (nxt := candidates[rej.item.value.edge_key])]
         return rejected
 
-    async def _write_rows(self, rows: list[Item[EdgeEvent]]) -> list[Rejection[EdgeEvent]]:
+    async def _write_rows(self, rows: list[Item[EdgeLike]]) -> list[Rejection[EdgeLike]]:
         """Write ``rows``; bisect on a data error; return the rows refused for their content."""
         try:
             await self._guarded(rows)
@@ -274,7 +277,7 @@ class Neo4jEdgeSink:
         mid = len(rows) // 2
         return [*await self._write_rows(rows[:mid]), *await self._write_rows(rows[mid:])]
 
-    async def _guarded(self, rows: Sequence[Item[EdgeEvent]]) -> None:
+    async def _guarded(self, rows: Sequence[Item[EdgeLike]]) -> None:
         """One write through the breaker: an outage becomes :class:`SinkBackpressureError`; data errors
         (:class:`_DataError`) and :class:`SinkFatalError` pass through without counting as failures."""
         try:
@@ -288,7 +291,7 @@ class Neo4jEdgeSink:
                 self.ingest.retry_backoff_s * 4 or 0.5, f"neo4j unavailable: {exc}"
             ) from exc
 
-    async def _run_rows(self, rows: Sequence[Item[EdgeEvent]]) -> None:
+    async def _run_rows(self, rows: Sequence[Item[EdgeLike]]) -> None:
         queries: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for it in rows:
             ev = it.value

@@ -1,9 +1,12 @@
 """Decoding ``wavegraph.edges.v1`` records for the edge processor and the graph job.
 
-A record becomes an :class:`~wavegraph.events.EdgeEvent` or raises :class:`InvalidEvent` (→ a dead
-letter with its reason): everything :func:`wavegraph.events.decode_edge` checks, plus the tenant, which
-must own an API key. The stream runtime calls :meth:`EdgeDecoder.decode_batch` once per partition of a
-batch (:class:`~wavegraph.events.EdgeBatchDecoder`: one msgspec call, the same verdicts and reasons).
+A record becomes an edge event or raises :class:`InvalidEvent` (→ a dead letter with its reason):
+everything :func:`wavegraph.events.decode_edge` checks, plus the tenant, which must own an API key. The
+stream runtime calls :meth:`EdgeDecoder.decode_batch` once per partition of a batch
+(:class:`~wavegraph.events.EdgeBatchDecoder`: one msgspec call, the same verdicts and reasons), which
+yields :class:`~wavegraph.events.DecodedEdge` structs; one record (:meth:`EdgeDecoder.__call__`: the
+replay, the graph job's rebuild) becomes an :class:`~wavegraph.events.EdgeEvent`. The edge sinks read
+both through :class:`~wavegraph.events.EdgeLike`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from aiokafka.structs import ConsumerRecord
 
 from wavegraph.errors import InvalidEvent
-from wavegraph.events import EdgeBatchDecoder, EdgeEvent
+from wavegraph.events import DecodedEdge, EdgeBatchDecoder, EdgeEvent
 from wavegraph.settings import Settings
 
 
@@ -39,6 +42,6 @@ class EdgeDecoder:
 
     def decode_batch(
         self, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[list[EdgeEvent], dict[int, InvalidEvent]]:
+    ) -> tuple[list[DecodedEdge], dict[int, InvalidEvent]]:
         """The events of the valid ``records`` in order, and the refusals by index into ``records``."""
         return self._batch.decode([rec.value for rec in records])

@@ -27,14 +27,14 @@ from aiokafka.structs import ConsumerRecord
 
 from wavegraph.clients import make_consumer
 from wavegraph.errors import InvalidEvent
-from wavegraph.events import EdgeEvent
+from wavegraph.events import EdgeLike
 from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
 from wavegraph.settings import KafkaSettings
 
 __all__ = ["committed_offsets", "rebuild_from_topic"]
 
-Decode = Callable[[ConsumerRecord[bytes, bytes]], EdgeEvent]
-Apply = Callable[[list[EdgeEvent]], None]
+Decode = Callable[[ConsumerRecord[bytes, bytes]], EdgeLike]
+Apply = Callable[[list[EdgeLike]], None]
 
 
 async def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[TopicPartition, int]:
@@ -81,7 +81,7 @@ async def rebuild_from_topic(
         try:
             while remaining and not stop.is_set():
                 batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
-                events: list[EdgeEvent] = []
+                events: list[EdgeLike] = []
                 before = read
                 for tp, records in batches.items():
                     end = remaining.get(tp, 0)

@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from wavegraph.events import EdgeEvent
+from wavegraph.events import EdgeLike, default_event_id
 
 __all__ = ["EdgeTable", "PairChanges", "wins"]
 
@@ -66,7 +66,7 @@ class EdgeTable:
         """The summed weight of ``src → dst``, ``None`` when no (live) typed edge joins them."""
         return _total(self._pairs.get((src, dst)))
 
-    def apply(self, events: Iterable[EdgeEvent]) -> PairChanges:
+    def apply(self, events: Iterable[EdgeLike]) -> PairChanges:
         """Apply the events in order; return the net change of the pair weights."""
         before: dict[tuple[str, str], float | None] = {}
         pairs = self._pairs
@@ -96,7 +96,7 @@ class EdgeTable:
         return out
 
 
-def wins(ev: EdgeEvent, stored: Typed) -> bool:
+def wins(ev: EdgeLike, stored: Typed) -> bool:
     """Whether ``ev`` replaces ``stored``, the event its typed edge holds (see the module docstring)."""
     weight, ts, given = stored
     if ev.ts != ts:
@@ -105,17 +105,10 @@ def wins(ev: EdgeEvent, stored: Typed) -> bool:
     if deletes != (weight is None):
         return deletes
     new_id = ev.event_id
-    old_id = given or _default_id(ev)  # the stored event has ev's edge, ts and op: the same default id
+    old_id = given or default_event_id(ev)  # the stored event has ev's edge, ts and op: its default id
     if new_id != old_id:
         return new_id > old_id
     return weight is not None and ev.weight > weight
-
-
-def _default_id(ev: EdgeEvent) -> str:
-    """The id ``ev`` would have without a producer's id."""
-    if not ev.given_id:
-        return ev.event_id
-    return EdgeEvent.model_validate(ev.model_dump(exclude={"event_id"})).event_id
 
 
 def _total(rels: dict[str, Typed] | None) -> float | None:

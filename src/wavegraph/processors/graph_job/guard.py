@@ -27,7 +27,7 @@ import functools
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from pydantic import ValidationError
 
-from wavegraph.events import EdgeEvent, NodeEvent, encode
+from wavegraph.events import EdgeLike, NodeEvent, encode
 
 __all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "GraphGuard", "node_record_bytes"]
 
@@ -61,7 +61,7 @@ class GraphGuard:
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
 
-    def refusal(self, event: EdgeEvent) -> str | None:
+    def refusal(self, event: EdgeLike) -> str | None:
         """The dead-letter reason for ``event`` (``field: problem``), or ``None`` when it is accepted."""
         if event.op != "upsert":
             return None  # a delete adds no node and no weight: always safe (it may leave a tombstone)

@@ -92,7 +92,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from wavegraph.clients import make_producer, neo4j_driver, pg_pool
-from wavegraph.events import EdgeEvent
+from wavegraph.events import EdgeLike
 from wavegraph.processors.edges.decoder import edge_decoder
 from wavegraph.processors.graph_job.bootstrap import rebuild_from_topic
 from wavegraph.processors.graph_job.embed import EmbeddingParams
@@ -167,7 +167,7 @@ class GraphJob:
         )
         self.publisher = NodePublisher(producer, self.topic, settings.runtime.default_retry_after_s)
         self.rebuild_refused = 0
-        self._buffer: list[Item[EdgeEvent]] = []
+        self._buffer: list[Item[EdgeLike]] = []
         self._unpublished: set[str] = set()  # tenants with score changes left over by the cap or a failure
 
     @property
@@ -201,7 +201,7 @@ class GraphJob:
         return g
 
     # -- rebuild at start -----------------------------------------------------------------------------
-    def rebuild_apply(self, events: list[EdgeEvent]) -> None:
+    def rebuild_apply(self, events: list[EdgeLike]) -> None:
         """Apply already-committed events to the graphs (no PageRank, nothing published), skipping those
         the guard refuses (they were dead-lettered when first consumed)."""
         accepted = [ev for ev in events if self.guard.refusal(ev) is None]
@@ -222,10 +222,10 @@ class GraphJob:
         self.recomputer.schedule(self.graphs)
 
     # -- the sink contract ----------------------------------------------------------------------------
-    async def write(self, batch: list[Item[EdgeEvent]]) -> None:
+    async def write(self, batch: Sequence[Item[EdgeLike]]) -> None:
         self._buffer.extend(batch)
 
-    async def flush(self) -> list[Rejection[EdgeEvent]]:
+    async def flush(self) -> list[Rejection[EdgeLike]]:
         """Refuse what the graph cannot carry, apply the rest, update PageRank, publish the due
         NodeEvents and await their acks; return the refused items (dead letters).
 
@@ -233,8 +233,8 @@ class GraphJob:
         the loop then redelivers the batch, which changes nothing in the graph (and is refused again
         where it was), and the next flush sends what is still due."""
         items, self._buffer = self._buffer, []
-        rejected: list[Rejection[EdgeEvent]] = []
-        accepted: list[EdgeEvent] = []
+        rejected: list[Rejection[EdgeLike]] = []
+        accepted: list[EdgeLike] = []
         for it in items:
             reason = self.guard.refusal(it.value)
             if reason is None:
@@ -283,8 +283,8 @@ class GraphJob:
         await self.recomputer.aclose(self.settings.runtime.shutdown_timeout_s)
 
 
-def _by_tenant(events: Iterable[EdgeEvent]) -> dict[str, list[EdgeEvent]]:
-    out: dict[str, list[EdgeEvent]] = defaultdict(list)
+def _by_tenant(events: Iterable[EdgeLike]) -> dict[str, list[EdgeLike]]:
+    out: dict[str, list[EdgeLike]] = defaultdict(list)
     for ev in events:
         out[ev.tenant].append(ev)
     return out
@@ -318,7 +318,7 @@ async def run_graph(
         await job.start()
         decoder = edge_decoder(settings)
 
-        async def rebuild(proc: StreamProcessor[EdgeEvent]) -> None:
+        async def rebuild(proc: StreamProcessor[EdgeLike]) -> None:
             """State from the topic up to the group's commits, before the group consumes."""
             stats["bootstrapped"] = await rebuild_from_topic(
                 settings.kafka,

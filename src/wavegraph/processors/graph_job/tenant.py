@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wavegraph.errors import WavegraphError
-from wavegraph.events import EdgeEvent
+from wavegraph.events import EdgeLike
 from wavegraph.processors.graph.pagerank import IncrementalPageRank
 from wavegraph.processors.graph.state import GraphChange, GraphState
 from wavegraph.processors.graph_job.edge_table import EdgeTable
@@ -57,7 +57,7 @@ class TenantGraph:
         self._published: FloatArray = np.empty(0)  # NaN: never published
 
     # -- edges and PageRank -------------------------------------------------------------------------
-    def apply(self, events: Iterable[EdgeEvent]) -> GraphChange | None:
+    def apply(self, events: Iterable[EdgeLike]) -> GraphChange | None:
         """Apply edge events to the graph (not to PageRank); ``None`` when the graph did not change.
 
         Counts the pairs added, re-weighted or removed and the nodes added as changes."""
