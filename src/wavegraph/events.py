@@ -94,7 +94,31 @@ class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class EdgeEvent(_Event):
+class _EdgeIdentity:
+    """What :class:`EdgeEvent` and :class:`DecodedEdge` derive from their fields alike: the edge's key,
+    its record's key and the precedence of its events (one definition for both)."""
+
+    __slots__ = ()
+
+    @property
+    def edge_key(self: EdgeLike) -> str:
+        """Identity of the edge itself (not of the event): (tenant, src, rel, dst)."""
+        return stable_id(self.tenant, self.src, self.rel, self.dst)
+
+    @property
+    def record_key(self: EdgeLike) -> bytes:
+        """The Kafka key of this event's record: :func:`edge_record_key`."""
+        return edge_record_key(self.tenant, self.src, self.rel, self.dst)
+
+    @property
+    def precedence(self: EdgeLike) -> tuple[float, bool, str, float]:
+        """The order in which events of one edge win, whatever order they arrive in: the newer ``ts``;
+        at equal ``ts`` a delete beats an upsert; then the larger event id; then the larger weight (two
+        events without a producer id and equal ``ts`` and ``op`` share their default id)."""
+        return (self.ts, self.op == "delete", self.event_id, self.weight)
+
+
+class EdgeEvent(_EdgeIdentity, _Event):
     """A directed, typed, weighted edge ``src -[rel]-> dst`` of a tenant's graph (``wavegraph.edges.v1``).
 
     ``op = "delete"`` removes the edge. ``event_id`` defaults to a hash of
@@ -127,23 +151,6 @@ class EdgeEvent(_Event):
 
     def __hash__(self) -> int:
         return hash(self.event_id)
-
-    @property
-    def edge_key(self) -> str:
-        """Identity of the edge itself (not of the event): (tenant, src, rel, dst)."""
-        return stable_id(self.tenant, self.src, self.rel, self.dst)
-
-    @property
-    def record_key(self) -> bytes:
-        """The Kafka key of this event's record: :func:`edge_record_key`."""
-        return edge_record_key(self.tenant, self.src, self.rel, self.dst)
-
-    @property
-    def precedence(self) -> tuple[float, bool, str, float]:
-        """The order in which events of one edge win, whatever order they arrive in: the newer ``ts``;
-        at equal ``ts`` a delete beats an upsert; then the larger event id; then the larger weight (two
-        events without a producer id and equal ``ts`` and ``op`` share their default id)."""
-        return (self.ts, self.op == "delete", self.event_id, self.weight)
 
 
 PropScalar = str | int | float | bool
@@ -353,7 +360,9 @@ _NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]  # msgspec refuses NaN, ±
 _Props = Annotated[dict[_PropKey, str | _Int64 | float | bool], msgspec.Meta(max_length=MAX_PROPS)]
 
 
-class DecodedEdge(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True, gc=False):
+class DecodedEdge(
+    _EdgeIdentity, msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True, gc=False
+):
     """A valid ``wavegraph.edges.v1`` event as :class:`EdgeBatchDecoder` yields it: the msgspec struct the
     JSON was decoded into, read as an :class:`EdgeEvent` is (:class:`EdgeLike`).
 
@@ -380,21 +389,6 @@ class DecodedEdge(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froz
         """The producer's id, else ``id(tenant, src, rel, dst, ts, op)`` (computed at each read: a
         struct out of the collector has no room for a cache, and the counting path never reads it)."""
         return self.given_id or default_event_id(self)
-
-    @property
-    def edge_key(self) -> str:
-        """:attr:`EdgeEvent.edge_key`."""
-        return stable_id(self.tenant, self.src, self.rel, self.dst)
-
-    @property
-    def record_key(self) -> bytes:
-        """:attr:`EdgeEvent.record_key`."""
-        return edge_record_key(self.tenant, self.src, self.rel, self.dst)
-
-    @property
-    def precedence(self) -> tuple[float, bool, str, float]:
-        """:attr:`EdgeEvent.precedence`."""
-        return (self.ts, self.op == "delete", self.event_id, self.weight)
 
     def to_event(self) -> EdgeEvent:
         """The :class:`EdgeEvent` of this event, with its own ``props`` (built without validating again:
