@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from neo4j import AsyncDriver, AsyncGraphDatabase
 from pgvector.asyncpg import register_vector
 
@@ -79,11 +80,15 @@ def make_producer(
     linger_ms: int = 5,
     client_id: str = "wavegraph",
     request_timeout_ms: int = 40_000,
+    transactional_id: str | None = None,
 ) -> AIOKafkaProducer:
     """An unstarted idempotent ``acks=all`` producer; ``await producer.start()`` (or use a stack).
 
-    ``request_timeout_ms`` also bounds how long ``send`` waits for a topic's metadata."""
+    ``request_timeout_ms`` also bounds how long ``send`` waits for a topic's metadata;
+    ``transactional_id`` makes it transactional (``kafka.transaction_timeout_ms``)."""
     return AIOKafkaProducer(
+        transactional_id=transactional_id,
+        transaction_timeout_ms=kafka.transaction_timeout_ms,
         bootstrap_servers=kafka.bootstrap,
         client_id=client_id,
         acks="all",
@@ -110,3 +115,8 @@ def make_consumer(
         **options,
     }
     return AIOKafkaConsumer(*topics, **settings)
+
+
+def make_admin(kafka: KafkaSettings, *, request_timeout_ms: int = 30_000) -> AIOKafkaAdminClient:
+    """An unstarted admin client; ``await admin.start()``, ``await admin.close()``."""
+    return AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=request_timeout_ms)

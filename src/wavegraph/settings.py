@@ -53,6 +53,13 @@ class KafkaSettings(_Section):
     replication_factor: int | None = Field(None, ge=1)
     min_insync_replicas: int | None = Field(None, ge=1)
     topics: TopicsSettings = TopicsSettings()
+    # Transcript events go out in Kafka transactions with the consumed offsets (exactly once for a
+    # read_committed consumer; wavegraph.streams.transactions); false: published, then committed.
+    exactly_once: bool = True
+    transactional_id_prefix: str = "wavegraph"
+    # An open transaction of a worker that died is aborted after this long at the latest (a restarted
+    # worker with the same transactional id aborts it at once).
+    transaction_timeout_ms: int = Field(30_000, ge=1000)
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> KafkaSettings:
@@ -159,6 +166,11 @@ class RuntimeSettings(_Section):
     dlq_retry_backoff_s: float = Field(0.5, gt=0)
     dlq_retry_max_s: float = Field(30.0, gt=0)
     dlq_send_timeout_s: float = Field(10.0, gt=0)
+    # This worker's number among the processes of one processor (``run ... --instances N`` sets it; a
+    # supervisor restarting workers should too): its Kafka transactional id, so a restarted worker
+    # fences (aborts) the open transaction of the one it replaces at once. None: an id of its own per
+    # process (a dead worker's open transaction then ends after kafka.transaction_timeout_ms).
+    instance: int | None = Field(None, ge=0)
 
 
 class IngestSettings(_Section):

@@ -35,7 +35,11 @@ async def _supervise(processor: str, n: int) -> int:
     base = load_settings().metrics.port(processor)  # type: ignore[arg-type]
     children = []
     for i in range(n):
-        env = {**os.environ, f"WAVEGRAPH_METRICS__{processor.upper()}_PORT": str(base + i if base else 0)}
+        env = {
+            **os.environ,
+            f"WAVEGRAPH_METRICS__{processor.upper()}_PORT": str(base + i if base else 0),
+            "WAVEGRAPH_RUNTIME__INSTANCE": str(i),  # its own Kafka transactional id
+        }
         children.append(
             await asyncio.create_subprocess_exec(
                 sys.executable,

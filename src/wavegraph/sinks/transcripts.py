@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 import orjson
+from aiokafka import TopicPartition
 from asyncpg.transaction import Transaction
 
 from wavegraph.clients import pg_pool
@@ -41,11 +42,14 @@ from wavegraph.errors import MissingPrerequisite
 from wavegraph.events import TranscriptEvent
 from wavegraph.processors.audio.cursor import StreamPosition
 from wavegraph.settings import PostgresSettings
+from wavegraph.sinks.outbox import PgOutbox
+from wavegraph.sinks.outbox import stage as stage_outbox
+from wavegraph.streams.transactions import OutboxRow
 
 log = logging.getLogger(__name__)
 
 KIND = "transcript"
-TABLES = ("transcripts", "transcript_segments", "embeddings")
+TABLES = ("transcripts", "transcript_segments", "embeddings", "event_outbox")
 
 DATA_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.DataError,
@@ -181,6 +185,10 @@ class TranscriptStore:
                     except OUTAGES as exc:  # the connection is gone: nothing was committed anyway
                         log.debug("rollback failed: %r", exc)
 
+    def outbox(self) -> PgOutbox:
+        """The event outbox in the same database (:mod:`wavegraph.sinks.outbox`)."""
+        return PgOutbox(self._pool)
+
     async def save(self, windows: Sequence[StoredWindow]) -> list[str | None]:
         """Upsert ``windows`` in one transaction; per window None, or why PostgreSQL refused it."""
         async with self.transaction() as tx:
@@ -221,6 +229,10 @@ class StagedWrite:
             except DATA_ERRORS as exc:
                 out.append(_describe(exc))
         return out
+
+    async def stage_events(self, group: str, tp: TopicPartition, rows: Sequence[OutboxRow]) -> None:
+        """Stage ``rows`` in the event outbox in this transaction (:mod:`wavegraph.sinks.outbox`)."""
+        await stage_outbox(self._conn, group, tp, rows)
 
     async def commit(self) -> None:
         """Make what was written visible; after this the block no longer rolls back."""

@@ -37,6 +37,11 @@ letters are durable. One too large for the topic is cut to fit and marked ``wg.d
 already dead-lettered by this process (a batch redelivered after backpressure, or after a failed commit)
 is not sent again.
 
+A sink that is a :class:`~wavegraph.streams.sink.TransactionalCommit` (the transcription sink in
+exactly-once mode) takes the commits over: each one becomes a Kafka transaction that publishes the
+sink's stored events together with the offsets, and a commit is also due while the sink still owes
+events (after a restart, for what a killed worker stored but never published).
+
 A :class:`~wavegraph.errors.SinkFatalError` (wrong credentials, read-only database) is not retried: it
 stops the processor with its one sentence.
 
@@ -65,12 +70,12 @@ from aiokafka.structs import ConsumerRecord
 
 from wavegraph import metrics
 from wavegraph.clients import make_consumer, make_producer
-from wavegraph.errors import InvalidEvent, SinkBackpressureError
+from wavegraph.errors import InvalidEvent, SinkBackpressureError, SinkFatalError
 from wavegraph.events import DLQ_HEADER_PREFIX, dlq_headers
 from wavegraph.settings import Settings
 from wavegraph.streams.gc_headroom import gc_headroom
 from wavegraph.streams.reasons import code_of
-from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink
+from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink, TransactionalCommit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,6 +175,10 @@ class StreamProcessor(Generic[T]):
         self._uncommitted_since: float | None = None  # start of the oldest flushed, uncommitted batch
         self._positions: dict[TopicPartition, int] = {}
         self._gates = [s for s in self.sinks if isinstance(s, CommitGate)]
+        txn = [s for s in self.sinks if isinstance(s, TransactionalCommit) and s.transactional]
+        if len(txn) > 1:
+            raise ValueError(f"{name}: at most one sink may commit the offsets in its transactions")
+        self._txn: TransactionalCommit | None = txn[0] if txn else None
         self._revoked_in_flight: set[TopicPartition] = set()
         self._dead_lettered: dict[TopicPartition, set[int]] = {}
 
@@ -301,7 +310,7 @@ class StreamProcessor(Generic[T]):
             self._commit_task = None
             task.result()  # _commit handles the broker's refusals; anything else is a bug: raise it
         offsets = self._gated_offsets(consumer)
-        if offsets:
+        if offsets or (self._txn is not None and self._txn.owes()):
             self._commit_task = asyncio.create_task(
                 self._commit(consumer, offsets, self._take_uncommitted_since())
             )
@@ -327,7 +336,9 @@ class StreamProcessor(Generic[T]):
         for tp, offset in self._positions.items():
             for gate in self._gates:
                 offset = min(offset, gate.committable(tp, offset))
-            if tp in assigned and offset > self.committed.get(tp, -1):
+            if tp in assigned and (
+                offset > self.committed.get(tp, -1) or (self._txn is not None and self._txn.owes(tp))
+            ):
                 offsets[tp] = offset
         return offsets
 
@@ -355,7 +366,12 @@ class StreamProcessor(Generic[T]):
         self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int], started: float | None
     ) -> None:
         try:
-            await consumer.commit(offsets)
+            if self._txn is not None:  # offsets and the sink's events in one Kafka transaction
+                offsets = await self._txn.commit_offsets(offsets)
+            else:
+                await consumer.commit(offsets)
+        except SinkFatalError:
+            raise
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # The group rebalanced under us: the new owner replays from the last commit (at-least-once).
             log.warning("%s: commit failed: %s", self.name, exc)
@@ -377,7 +393,7 @@ class StreamProcessor(Generic[T]):
             await task
         consumer = self._consumer
         offsets = self._gated_offsets(consumer) if consumer is not None else {}
-        if consumer is not None and offsets:
+        if consumer is not None and (offsets or (self._txn is not None and self._txn.owes())):
             await self._commit(consumer, offsets, self._take_uncommitted_since())
 
     async def _send_dead_letters(

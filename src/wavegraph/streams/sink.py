@@ -83,3 +83,24 @@ class CommitGate(Protocol):
         a rebalance): afterwards the sink must publish and store nothing more for those partitions,
         including work the running flush already did but has not yet made visible."""
         ...
+
+
+@runtime_checkable
+class TransactionalCommit(Protocol):
+    """Optional hooks of a sink that commits the consumed offsets itself, in a Kafka transaction with
+    the events it publishes (:mod:`wavegraph.streams.transactions`). The runtime then never calls the
+    consumer's ``commit``: it hands every commit to the sink whose ``transactional`` is true."""
+
+    @property
+    def transactional(self) -> bool:
+        """True when the sink commits offsets itself (a sink may offer both modes)."""
+        ...
+
+    def owes(self, tp: TopicPartition | None = None) -> bool:
+        """Whether events of ``tp`` (of any partition: None) still wait for a transaction."""
+        ...
+
+    async def commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Commit ``offsets`` (and publish what is owed) in one transaction; return what was committed.
+        Raises :class:`aiokafka.errors.KafkaError` when nothing was committed."""
+        ...

@@ -25,9 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import uuid
 from contextlib import AsyncExitStack
 
-from wavegraph.clients import make_producer
+from aiokafka import TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from wavegraph.clients import make_admin, make_producer
 from wavegraph.processors.asr.engine import Transcriber
 from wavegraph.processors.audio.decoder import AudioDecoder
 from wavegraph.processors.audio.sink import AudioSink
@@ -35,6 +40,7 @@ from wavegraph.processors.embed_text import Embedder, TextEmbedder
 from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import TranscriptStore
 from wavegraph.streams.pipeline import run_pipeline
+from wavegraph.streams.transactions import TransactionalOutbox
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +70,7 @@ async def run_audio(
             await asyncio.to_thread(transcriber.warm_up)
         if embedder is None:
             embedder = await asyncio.to_thread(TextEmbedder)
-        producer = make_producer(settings.kafka, client_id="wavegraph-audio-transcripts")
-        await producer.start()
-        stack.push_async_callback(producer.stop)
-        sink = AudioSink(settings, transcriber, embedder, store, producer)
+        sink = await _sink(settings, stack, transcriber, embedder, store)
         log.info(
             "transcribing %s with Whisper %s on %s (batch %d)",
             settings.kafka.topics.audio,
@@ -94,3 +97,37 @@ async def run_audio(
             "chunks_refused": memory.refused,
             "pressure_flushes": memory.pressure,
         }
+
+
+async def _sink(
+    settings: Settings,
+    stack: AsyncExitStack,
+    transcriber: Transcriber,
+    embedder: Embedder,
+    store: TranscriptStore,
+) -> AudioSink:
+    """The sink with its producer: transactional with the event outbox when ``kafka.exactly_once``."""
+    kafka = settings.kafka
+    if not kafka.exactly_once:
+        producer = make_producer(kafka, client_id="wavegraph-audio-transcripts")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        return AudioSink(settings, transcriber, embedder, store, producer)
+    group = f"{settings.runtime.group_prefix}.audio"  # the processor's consumer group (StreamProcessor)
+    instance = settings.runtime.instance
+    worker = str(instance) if instance is not None else f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    transactional_id = f"{kafka.transactional_id_prefix}-{group}-{worker}"
+    producer = make_producer(
+        kafka, client_id="wavegraph-audio-transcripts", transactional_id=transactional_id
+    )
+    await producer.start()  # fences (aborts) the open transaction of the worker this one replaces
+    stack.push_async_callback(producer.stop)
+    admin = make_admin(kafka)
+    await admin.start()
+    stack.push_async_callback(admin.close)
+
+    async def committed(partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        return await admin.list_consumer_group_offsets(group, partitions=partitions)
+
+    outbox = TransactionalOutbox(producer, store.outbox(), committed, group)
+    return AudioSink(settings, transcriber, embedder, store, None, outbox=outbox)

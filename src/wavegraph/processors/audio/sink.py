@@ -49,6 +49,16 @@ the one it cuts (whose rest is in the next window). Windows are written before t
 window PostgreSQL refuses is never published; a published window's transaction commits after the
 broker's ack (a commit lost to an outage republishes it on retry: at-least-once).
 
+**Exactly once** (``kafka.exactly_once``, the default of ``wavegraph run audio``). With an ``outbox``
+(:class:`~wavegraph.streams.transactions.TransactionalOutbox`) the sink publishes nothing itself: each
+window's event is staged in the PostgreSQL outbox in the window's own transaction, and the runtime's
+commit (:meth:`AudioSink.commit_offsets`) publishes the staged events in one Kafka transaction with the
+consumed offsets. A ``read_committed`` consumer of the transcript topic then sees each window exactly
+once, across SIGKILLs and restarts (the table of crash points is in
+:mod:`~wavegraph.streams.transactions`); an event too large for ``kafka.max_message_bytes`` is refused
+before it is staged, since a staged event must be publishable. Without it, ``producer`` publishes each
+window between the PostgreSQL write and its commit (at-least-once).
+
 **Revocation.** :meth:`AudioSink.revoked` may be called while a ``flush`` is still running (the runtime
 calls it from the rebalance callback when the batch in flight outlives the commit deadline). It drops the
 partitions' assembler state, outbox windows and pending dead letters at once, and ownership is checked
@@ -91,10 +101,12 @@ from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import (
     DATA_ERRORS,
     OUTAGES,
+    StagedWrite,
     StoredWindow,
     TranscriptStore,
 )
 from wavegraph.streams.sink import Item, Rejection
+from wavegraph.streams.transactions import OutboxRow, TransactionalOutbox
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +167,16 @@ class AudioSink:
         transcriber: Transcriber,
         embedder: Embedder,
         store: TranscriptStore,
-        producer: AIOKafkaProducer,
+        producer: AIOKafkaProducer | None,
         *,
+        outbox: TransactionalOutbox | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``outbox``: exactly-once mode (events staged with the rows, published with the offsets in a
+        Kafka transaction, see "Exactly once"); without it ``producer`` publishes each window between
+        the PostgreSQL write and its commit (at-least-once)."""
+        if (producer is None) == (outbox is None):
+            raise ValueError("give the sink a producer (at-least-once) or an outbox (exactly-once)")
         self.settings = settings
         self.topic = settings.kafka.topics.transcripts
         self.retry_after = settings.runtime.default_retry_after_s
@@ -166,10 +184,12 @@ class AudioSink:
         self._embedder = embedder
         self._store = store
         self._producer = producer
+        self._outbox = outbox
+        self._max_event_bytes = settings.kafka.max_message_bytes - 1024  # room for key and framing
         self._clock = clock
         self._assembler = WindowAssembler.from_settings(settings.asr, clock=clock)
         self._streams: dict[str, _Stream] = {}
-        self._outbox: list[_Job] = []
+        self._jobs: list[_Job] = []
         self._rejected: list[_Pending] = []
         self._epochs: dict[TopicPartition, int] = {}
         self._floors: dict[TopicPartition, int] = {}
@@ -178,8 +198,11 @@ class AudioSink:
     # --- the Sink contract -----------------------------------------------------------------------
     async def write(self, batch: list[Item[AudioChunk]]) -> None:
         epochs = dict(self._epochs)
-        for tp in {TopicPartition(i.topic, i.partition) for i in batch}:
+        partitions = {TopicPartition(i.topic, i.partition) for i in batch}
+        for tp in partitions:
             self._floors.pop(tp, None)  # its records come again, from the last commit
+        if self._outbox is not None:
+            await self._recover(partitions)
         refused = await self._learn_streams(batch, epochs)
         for item in batch:
             tp = TopicPartition(item.topic, item.partition)
@@ -213,7 +236,7 @@ class AudioSink:
 
     async def flush(self) -> list[Rejection[AudioChunk]]:
         self._enqueue(self._assembler.poll())
-        if self._outbox:
+        if self._jobs:
             await self._complete()
         self._forget_closed_streams()
         pending, self._rejected = self._rejected, []
@@ -230,7 +253,7 @@ class AudioSink:
 
     def next_deadline(self) -> float | None:
         """``time.monotonic()`` time at which :meth:`flush` has work without new records (None: none)."""
-        if self._outbox:
+        if self._jobs:
             return self._clock()
         return self._assembler.next_deadline()
 
@@ -248,8 +271,35 @@ class AudioSink:
             self._epochs[tp] = self._epochs.get(tp, 0) + 1
             self._assembler.discard(tp)
         self._streams = {k: v for k, v in self._streams.items() if v.tp not in gone}
-        self._outbox = [j for j in self._outbox if j.tp not in gone]
+        self._jobs = [j for j in self._jobs if j.tp not in gone]
         self._rejected = [p for p in self._rejected if p.tp not in gone]
+        if self._outbox is not None:
+            self._outbox.revoked(partitions)
+
+    # --- exactly once (the runtime's TransactionalCommit) -------------------------------------------
+    @property
+    def transactional(self) -> bool:
+        return self._outbox is not None
+
+    def owes(self, tp: TopicPartition | None = None) -> bool:
+        if self._outbox is None:
+            return False
+        return self._outbox.owes(tp) if tp is not None else self._outbox.owed() > 0
+
+    async def commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Publish the stored windows' events with ``offsets`` in one Kafka transaction."""
+        assert self._outbox is not None
+        return await self._outbox.commit(offsets)
+
+    async def _recover(self, partitions: set[TopicPartition]) -> None:
+        assert self._outbox is not None
+        new = [tp for tp in partitions if not self._outbox.knows(tp)]
+        if not new:
+            return
+        try:
+            await self._outbox.recover(new)
+        except (*OUTAGES, KafkaError) as exc:
+            raise SinkBackpressureError(self.retry_after, f"outbox recovery: {exc!r}") from exc
 
     @property
     def open_windows(self) -> int:
@@ -284,14 +334,14 @@ class AudioSink:
 
     def _held_refs(self, tp: TopicPartition) -> list[ChunkRef]:
         refs = [r for r in self._assembler.pending_refs(group=tp) if isinstance(r, ChunkRef)]
-        for job in self._outbox:
+        for job in self._jobs:
             if job.tp == tp and not job.done:
                 refs += window_refs(job.window)
         return refs
 
     def _forget_closed_streams(self) -> None:
         """Free what is kept for streams the assembler closed once none of their windows is pending."""
-        busy = {j.key for j in self._outbox}
+        busy = {j.key for j in self._jobs}
         for key in [k for k in self._streams if k not in busy and not self._assembler.is_open(k)]:
             del self._streams[key]
 
@@ -357,14 +407,14 @@ class AudioSink:
             if counted:
                 epoch = self._epochs.get(stream.tp, 0)
                 index = stream.position.next_window
-                self._outbox.append(_Job(stream.tp, epoch, window.stream_id, stream, window, index, position))
+                self._jobs.append(_Job(stream.tp, epoch, window.stream_id, stream, window, index, position))
                 self.stats["windows"] += 1
             stream.position = position
 
     # --- transcribe, embed, store, publish ---------------------------------------------------------
     async def _complete(self) -> None:
         """Transcribe, embed, store and publish the outbox; an outage becomes backpressure."""
-        jobs = [j for j in self._outbox if self._job_owned(j)]
+        jobs = [j for j in self._jobs if self._job_owned(j)]
         try:
             await self._transcribe([j for j in jobs if j.transcript is None])
             self._build([j for j in jobs if self._job_owned(j) and j.event is None])
@@ -373,7 +423,7 @@ class AudioSink:
         except (*OUTAGES, KafkaError) as exc:
             raise SinkBackpressureError(self.retry_after, f"audio sink: {exc!r}") from exc
         finally:
-            self._outbox = [j for j in self._outbox if not j.done]
+            self._jobs = [j for j in self._jobs if not j.done]
 
     async def _transcribe(self, jobs: list[_Job]) -> None:
         limit = asyncio.Semaphore(self._transcriber.batch_size)
@@ -417,6 +467,11 @@ class AudioSink:
                     xrt=t.xrt,
                 )
                 job.payload = encode(job.event)
+                if self._outbox is not None and len(job.payload) > self._max_event_bytes:
+                    # Checked here, not left to the producer: a staged event must be publishable.
+                    raise ValueError(
+                        f"the event has {len(job.payload)} bytes, over kafka.max_message_bytes less framing"
+                    )
             except (ValueError, TypeError) as exc:  # pydantic's ValidationError, orjson's JSONEncodeError
                 job.event = None
                 self._refuse(job, f"transcript: {job.describe()} makes no valid event: {exc}")
@@ -471,14 +526,37 @@ class AudioSink:
                         staged.append(job)
                     else:
                         self._refuse(job, f"postgres: {job.describe()} was refused: {reason}")
-                await self._publish([j for j in staged if not j.published])
+                owed = await self._stage_events(tx, staged) if self._outbox is not None else {}
+                if self._outbox is None:
+                    await self._publish([j for j in staged if not j.published])
                 if all(self._job_owned(j) for j in staged):  # no await between this and the commit
                     await tx.commit()
                     for job in staged:
                         job.done = True
+                    for tp, rows in owed.items():
+                        self._outbox.owe(tp, rows)  # type: ignore[union-attr]
                     self.stats["stored"] += len(staged)
                     return
             # a staged window was revoked or refused by the broker meanwhile: write the rest again
+
+    async def _stage_events(self, tx: StagedWrite, jobs: list[_Job]) -> dict[TopicPartition, list[OutboxRow]]:
+        """Stage each window's event in the outbox, in the windows' transaction (exactly-once mode)."""
+        assert self._outbox is not None
+        by_tp: dict[TopicPartition, list[_Job]] = {}
+        for job in jobs:
+            by_tp.setdefault(job.tp, []).append(job)
+        owed: dict[TopicPartition, list[OutboxRow]] = {}
+        for tp, group in by_tp.items():
+            seqs = self._outbox.reserve(tp, len(group))
+            owed[tp] = [
+                OutboxRow(seq, self.topic, _event_key(job), job.payload)
+                for seq, job in zip(seqs, group, strict=True)
+            ]
+            await tx.stage_events(self._outbox.group, tp, owed[tp])
+        for job in jobs:
+            job.published = True  # handed over: the transaction of the next commit publishes it
+        self.stats["published"] += len(jobs)
+        return owed
 
     async def _publish(self, jobs: list[_Job]) -> None:
         sent: list[tuple[_Job, asyncio.Future[Any]]] = []
@@ -486,9 +564,10 @@ class AudioSink:
         for job in jobs:
             if not self._job_owned(job):  # checked right before the event leaves the process
                 continue
-            key = f"{job.stream.tenant}/{job.stream.stream_id}".encode()
+            assert self._producer is not None
             try:
-                sent.append((job, await self._producer.send(self.topic, value=job.payload, key=key)))
+                future = await self._producer.send(self.topic, value=job.payload, key=_event_key(job))
+                sent.append((job, future))
             except _TOO_LARGE as exc:
                 self._refuse(job, f"kafka: {job.describe()}: the event is too large: {exc!r}")
             except KafkaError as exc:
@@ -517,6 +596,11 @@ class AudioSink:
             embedding=job.vectors[0],
             segment_embeddings=job.vectors[1:],
         )
+
+
+def _event_key(job: _Job) -> bytes:
+    """A transcript event's record key: its stream, so a stream's windows stay in order."""
+    return f"{job.stream.tenant}/{job.stream.stream_id}".encode()
 
 
 def _key(tp: TopicPartition, chunk: AudioChunk) -> str:
