@@ -154,13 +154,7 @@ async def _processor(driver: AsyncDriver, scope: Scope, edges: int) -> tuple[flo
             worker = InlineWorker(scope.settings)
             await worker.start()
             try:
-                first: tuple[float, int] | None = None
-                while (committed := await lag.committed()) < edges:
-                    if committed and first is None:
-                        first = (time.perf_counter(), committed)
-                    worker.check()
-                    await asyncio.sleep(POLL_S)
-                done = time.perf_counter()
+                first, done = await lag.time_commits(edges, worker.check, POLL_S)
             finally:
                 await worker.close()
         if first is None:  # everything committed before the first look: too small to time

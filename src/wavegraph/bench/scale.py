@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,16 +119,16 @@ async def _one(
                 await p.start()
             try:
                 async with LagProbe(settings.kafka, scope.group, scope.topic, scope.partitions) as lag:
-                    first: tuple[float, int] | None = None
                     cpu0: dict[str, float] = {}
-                    while (committed := await lag.committed()) < edges:
-                        if committed and first is None:
-                            first = (time.perf_counter(), committed)
-                            cpu0 = _cpu(procs, broker_pids, neo4j_pids)
+
+                    def check() -> None:
                         for p in procs:
                             p.check()
-                        await asyncio.sleep(POLL_S)
-                    done = time.perf_counter()
+
+                    def at_first() -> None:
+                        cpu0.update(_cpu(procs, broker_pids, neo4j_pids))
+
+                    first, done = await lag.time_commits(edges, check, POLL_S, on_first=at_first)
                     cpu1 = _cpu(procs, broker_pids, neo4j_pids)
             finally:
                 for p in procs:

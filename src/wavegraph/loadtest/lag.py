@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 from aiokafka import TopicPartition
@@ -60,6 +61,28 @@ class LagProbe:
                 if not exc.retriable or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+
+    async def time_commits(
+        self,
+        target: int,
+        check: Callable[[], object],
+        poll_s: float = 0.05,
+        on_first: Callable[[], object] | None = None,
+    ) -> tuple[tuple[float, int] | None, float]:
+        """Poll until the group has committed ``target`` records in all, calling ``check`` (which raises
+        when a worker died) between polls. Returns ``(first, done)``: the ``time.perf_counter()`` and
+        count of the first poll that saw a commit (None if the first poll already saw ``target``: too
+        little to time) and the time the target was seen; the rate is ``(target - count) / (done - t)``.
+        ``on_first`` runs at that first commit (e.g. to read the workers' CPU clocks)."""
+        first: tuple[float, int] | None = None
+        while (committed := await self.committed()) < target:
+            if committed and first is None:
+                first = (time.perf_counter(), committed)
+                if on_first is not None:
+                    on_first()
+            check()
+            await asyncio.sleep(poll_s)
+        return first, time.perf_counter()
 
     async def lag(self) -> int:
         """End offsets minus committed offsets (a partition never committed counts from 0)."""
