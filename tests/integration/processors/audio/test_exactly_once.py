@@ -20,6 +20,7 @@ import wave
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from audio_kafka import (
@@ -31,13 +32,18 @@ from audio_kafka import (
     fetch,
     pcm_records,
     read_topic,
+    run_until,
     send,
     unique_settings,
 )
 
-from wavegraph.events import TranscriptEvent
+from wavegraph.clients import make_producer
+from wavegraph.events import TranscriptEvent, encode
 from wavegraph.processors.asr.samples import SPEECH_TEXTS, espeak_wav
+from wavegraph.processors.embed_text import TextEmbedder
 from wavegraph.settings import Settings
+from wavegraph.sinks.outbox import stage
+from wavegraph.streams.transactions import METADATA_PREFIX, OutboxRow
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
 
@@ -223,4 +229,64 @@ async def test_sigkilled_workers_publish_every_window_exactly_once(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        await drop_topics(settings)
+
+
+async def test_events_stored_but_never_published_are_published_once_by_the_next_owner(
+    audio_db: Settings, embedder: TextEmbedder, tmp_path: Path
+) -> None:
+    """The state a worker leaves when it dies between the PostgreSQL commit and the Kafka commit, built
+    for real: three outbox rows of partition 0, a committed offset whose metadata says seq 1 went out (its
+    event is in the topic). The next worker publishes seqs 2 and 3, once, and never seq 1 again."""
+    settings = unique_settings(audio_db, window_s=WINDOW_S, idle_flush_s=600.0)
+    await create_topics(settings, partitions=1)
+    group, topic = f"{settings.runtime.group_prefix}.audio", settings.kafka.topics.transcripts
+    tp = TopicPartition(settings.kafka.topics.audio, 0)
+    old = [
+        TranscriptEvent(
+            tenant=TENANT,
+            stream_id="crashed",
+            window=w,
+            start_s=2.0 * w,
+            end_s=2.0 * w + 2,
+            text=f"w{w}",
+            segments=[],
+            model="tiny.en",
+            device="cpu",
+            processing_ms=1.0,
+            xrt=0.5,
+        )
+        for w in range(3)
+    ]
+    rows = [OutboxRow(seq, topic, b"acme/crashed", encode(e)) for seq, e in enumerate(old, start=1)]
+    pool = await asyncpg.create_pool(settings.postgres.url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await stage(conn, group, tp, rows)
+        producer = make_producer(settings.kafka, transactional_id=f"test-crashed-{uuid.uuid4().hex[:8]}")
+        await producer.start()
+        try:  # the dead worker's last transaction: seq 1's event and the offsets, with wg.outbox=1
+            async with producer.transaction():
+                await producer.send(topic, value=rows[0].value, key=rows[0].key)
+                await producer.send_offsets_to_transaction({tp: (0, f"{METADATA_PREFIX}1")}, group)
+        finally:
+            await producer.stop()
+        stream = f"next-{uuid.uuid4().hex[:6]}"
+        wav = _first_seconds(espeak_wav(SPEECH_TEXTS["harbour"], tmp_path / "h.wav"), 4.0)
+        records = pcm_records(wav, stream, chunk_s=1.0)
+        await send(settings, records)
+
+        async def done() -> bool:
+            return (await committed(settings)).get(0) == len(records)
+
+        stats = await run_until(settings, done, embedder=embedder)
+        events = await read_committed(settings, topic)
+        crashed = Counter(e.window for e in events if e.stream_id == "crashed")
+        assert crashed == {0: 1, 1: 1, 2: 1}
+        assert {e.stream_id for e in events} == {"crashed", stream}
+        assert stats["stored"] >= 1
+        left = await pool.fetch("SELECT seq FROM event_outbox WHERE consumer_group = $1 ORDER BY seq", group)
+        assert [r["seq"] for r in left] == [3 + stats["stored"]]  # published rows pruned, the last kept
+    finally:
+        await pool.close()
         await drop_topics(settings)
