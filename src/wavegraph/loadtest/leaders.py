@@ -10,38 +10,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from wavegraph.settings import KafkaSettings
+from wavegraph.streams.topics import PartitionState, describe_partitions
+
+__all__ = ["PartitionState", "describe", "wait_for"]
 
 POLL_S = 0.1
 
 
-@dataclass(frozen=True)
-class PartitionState:
-    partition: int
-    leader: int  # -1: no leader right now
-    replicas: tuple[int, ...]
-    isr: tuple[int, ...]
-
-
 async def describe(kafka: KafkaSettings, topic: str) -> dict[int, PartitionState]:
-    """The state of every partition of ``topic``, by partition number."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=5_000)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        if described["error_code"] != 0:
-            raise KafkaError(f"describe {topic}: error code {described['error_code']}")
-        return {
-            p["partition"]: PartitionState(p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
-            for p in described["partitions"]
-        }
-    finally:
-        await admin.close()
+    """The state of every partition of ``topic``, by partition number (a short request timeout: the
+    callers poll while a broker is down)."""
+    return await describe_partitions(kafka, topic, request_timeout_ms=5_000)
 
 
 async def wait_for(

@@ -21,10 +21,50 @@ kept for reprocessing within a week and for inspecting dead letters, not forever
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from dataclasses import dataclass
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from wavegraph.clients import make_admin
 from wavegraph.settings import KafkaSettings
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One partition of a topic as the cluster's metadata describes it."""
+
+    partition: int
+    leader: int  # -1: no leader right now
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+class NoSuchTopic(KafkaError):
+    """The cluster does not know the topic (or describing it failed with ``error_code``)."""
+
+    def __init__(self, topic: str, error_code: int) -> None:
+        super().__init__(f"topic {topic!r} cannot be described here (error {error_code})")
+        self.topic, self.error_code = topic, error_code
+
+
+async def describe_partitions(
+    kafka: KafkaSettings, topic: str, *, request_timeout_ms: int = 30_000
+) -> dict[int, PartitionState]:
+    """The state of every partition of ``topic``, by partition number; :class:`NoSuchTopic` when the
+    cluster does not know it (or has no partition of it)."""
+    admin = make_admin(kafka, request_timeout_ms=request_timeout_ms)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] != 0 or not described["partitions"]:
+        raise NoSuchTopic(topic, described["error_code"])
+    return {
+        p["partition"]: PartitionState(p["partition"], p["leader"], tuple(p["replicas"]), tuple(p["isr"]))
+        for p in described["partitions"]
+    }
 
 
 def topic_names(kafka: KafkaSettings) -> list[str]:

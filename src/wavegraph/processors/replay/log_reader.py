@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from wavegraph.clients import make_consumer
 from wavegraph.errors import ConfigError
 from wavegraph.settings import KafkaSettings
+from wavegraph.streams.topics import NoSuchTopic, describe_partitions
 
 __all__ = ["LogSpan", "read_log"]
 
@@ -69,14 +69,9 @@ async def read_log(
 
 
 async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=30_000)
-    await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
+        return sorted(await describe_partitions(kafka, topic))
+    except NoSuchTopic as exc:
         raise ConfigError(
-            f"topic {topic!r} does not exist here (error {described['error_code']}): nothing to replay"
-        )
-    return sorted(p["partition"] for p in described["partitions"])
+            f"topic {topic!r} does not exist here (error {exc.error_code}): nothing to replay"
+        ) from exc
