@@ -80,11 +80,13 @@ def tpl(
         None,
         "--gate",
         min=1.0,
-        help="Exit 1 when the speedup at any ΔE ≤ 20 % is below this (CI runs --quick --gate 2); "
-        "a failing case gets one more run before it counts, since a loaded machine slows one run.",
+        help="Exit 1 when the speedup at ΔE = 1, 10 or 20 % is below this (CI runs --quick --gate 2; the "
+        "micro-batch rows are not gated); a failing case gets one more run before it counts, since a "
+        "loaded machine slows one run.",
     ),
 ) -> None:
-    """Incremental PageRank vs full recompute for ΔE ∈ {1, 10, 20} % of the edges."""
+    """Incremental PageRank vs full recompute for ΔE ∈ {0.01, 0.1, 1, 10, 20} % of the edges, and the
+    per-batch latency of a stream of 100- and 1,000-edge batches."""
     from wavegraph.bench.tpl import run_tpl_bench, slow_cases
 
     report = run_tpl_bench(quick=quick, out=out, edges=edges)
@@ -96,7 +98,7 @@ def tpl(
     if slow:
         Console(stderr=True).print(f"[bold red]gate:[/] speedup below {gate:g}× at ΔE % = {slow}")
         raise typer.Exit(1)
-    Console().print(f"gate: every speedup at ΔE ≤ 20 % is at least {gate:g}×")
+    Console().print(f"gate: every speedup at ΔE = 1, 10 and 20 % is at least {gate:g}×")
 
 
 @app.command()
