@@ -200,11 +200,55 @@ def pgvector(
     data: Path | None = DATA,
     queries: Path | None = QUERIES,
     k: int = typer.Option(5, "--k", min=1),
+    n: int | None = typer.Option(
+        None, "--n", min=1000, help="Add a synthetic 384-d set of N rows (1000000: the at-scale run)."
+    ),
+    nq: int | None = typer.Option(None, "--nq", min=1, help="At most this many queries per dataset."),
+    probes: str | None = typer.Option(
+        None, "--probes", help="ivfflat probes for lists=100, e.g. 8,10,12,14,16,20 (default: a wide grid)."
+    ),
+    storage: str = typer.Option(
+        "vector,halfvec", "--storage", help="Index storages to compare: vector (float32), halfvec."
+    ),
+    prewarm: bool = typer.Option(True, "--prewarm/--no-prewarm", help="Load each index into shared_buffers."),
+    hnsw: bool = typer.Option(True, "--hnsw/--no-hnsw", help="Also HNSW (m=16, ef_construction=64)."),
+    ephemeral: bool = typer.Option(
+        False,
+        "--ephemeral",
+        help="Run on a throwaway PostgreSQL started with the server settings `services up` gives "
+        "(the shared one is never restarted).",
+    ),
+    shared_buffers: str | None = typer.Option(
+        None, "--shared-buffers", help="shared_buffers of the --ephemeral server, e.g. 128MB or 3GB."
+    ),
 ) -> None:
-    """pgvector ivfflat (lists=100) over probes and HNSW over ef_search: recall@k and latency."""
-    from wavegraph.bench.pgvector import run_pgvector_bench
+    """pgvector ivfflat (lists=100; vector vs halfvec) over probes, lists=rows/1000 and HNSW: recall@k,
+    latency, bytes scanned per query and the memory-bandwidth floor."""
+    from wavegraph.bench.pgvector import STORAGES, run_pgvector_bench
 
-    run_pgvector_bench(load_settings(), quick=quick, out=out, data=data, queries=queries, k=k)
+    storages = [v.strip() for v in storage.split(",") if v.strip()]
+    if not storages or any(v not in STORAGES for v in storages):
+        raise typer.BadParameter(
+            f"--storage: a comma-separated subset of {','.join(STORAGES)}, got {storage!r}"
+        )
+    if shared_buffers is not None and not ephemeral:
+        raise typer.BadParameter("--shared-buffers needs --ephemeral (the shared server is not restarted)")
+    run_pgvector_bench(
+        load_settings(),
+        quick=quick,
+        out=out,
+        data=data,
+        queries=queries,
+        k=k,
+        n=n,
+        nq=nq,
+        hnsw=hnsw,
+        probes=_int_list(probes, "--probes"),
+        storages=storages,  # type: ignore[arg-type]  # checked against STORAGES above
+        prewarm=prewarm,
+        server="ephemeral" if ephemeral else "shared",
+        shared_buffers=shared_buffers,
+    )
 
 
 @app.command()

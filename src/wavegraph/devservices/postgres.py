@@ -5,6 +5,7 @@ that started it, so it is used here only for what it does well: the binaries, an
 permission handling needed when running as root (the server then runs as the system user ``pgserver``).
 The server itself is started with ``pg_ctl`` (which detaches it in its own session) with TCP on
 ``host:port`` and no unix socket, and stopped with SIGINT ("fast" shutdown: clients are disconnected).
+Memory settings come from ``settings.postgres`` (:meth:`PostgresSettings.server_options`).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Postgres(Service):
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
         options = (
             f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories='' "
-            "-c synchronous_commit=off -c max_connections=200"
+            "-c synchronous_commit=off -c max_connections=200 " + self.settings.postgres.server_options()
         )
         timeout = int(self.settings.services.start_timeout_s)
         argv = [str(bin_path / "pg_ctl"), "-w", "-t", str(timeout), "-D", str(self.data_dir)]

@@ -15,6 +15,12 @@
   of the scanned lists/graph still yields k rows; the CTE re-sorts the relaxed order exactly. ``k`` is
   spliced into the SQL as a checked integer: with ``LIMIT $n`` a generic plan assumes 10 % of the table
   and may pick a sequential scan.
+- ``index_storage="halfvec"`` ranks by ``embedding::halfvec(dim) <=> …``, the expression a halfvec index
+  (:func:`wavegraph.sinks.pgvector_ddl.create_index` with ``storage="halfvec"``) serves: half the index
+  pages per probe; the ``distance`` returned is still the exact float32 one. Without that index the
+  expression has no index and every query is an exact sort, so it is a constructor choice, not a setting.
+- :meth:`PgVectorStore.explain_nearest` is :meth:`nearest`'s plan under ``EXPLAIN (ANALYZE, BUFFERS)``:
+  the pages a query really reads (the bench's bytes-per-query figure).
 - Every query observes ``pgvector_query_ms`` and sets ``pgvector_last_query_ms``.
 - :meth:`PgVectorStore.iter_batches` streams every row through a server-side cursor (the FAISS rebuild);
   :meth:`PgVectorStore.stamp` (row count, max ``updated_at``) tells whether a FAISS copy is stale.
@@ -40,7 +46,7 @@ import orjson
 from wavegraph import metrics
 from wavegraph.clients import pg_pool
 from wavegraph.settings import Settings
-from wavegraph.sinks.pgvector_ddl import check_ident
+from wavegraph.sinks.pgvector_ddl import Storage, check_ident, order_expr
 from wavegraph.sinks.vectors import InvalidVector, check_matrix, check_vector
 
 __all__ = [
@@ -53,6 +59,12 @@ __all__ = [
 ]
 
 MAX_K = 1000
+# per-query index knobs, SET LOCAL semantics (the third argument of set_config)
+_KNOBS = (
+    "SELECT set_config('ivfflat.probes', $1, true), set_config('hnsw.ef_search', $2, true),"
+    " set_config('ivfflat.iterative_scan', 'relaxed_order', true),"
+    " set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+)
 _COLUMNS = ("tenant", "kind", "id", "embedding", "text", "metadata")
 
 
@@ -134,11 +146,18 @@ class PgVectorStore:
     """
 
     def __init__(
-        self, settings: Settings, *, table: str = "embeddings", pool: asyncpg.Pool | None = None
+        self,
+        settings: Settings,
+        *,
+        table: str = "embeddings",
+        pool: asyncpg.Pool | None = None,
+        index_storage: Storage = "vector",
     ) -> None:
         self.settings = settings
         self.dim = settings.vector.dim
         self.table = check_ident(table)
+        self.index_storage = index_storage
+        self._order = order_expr(index_storage, self.dim)
         self._pool = pool
         self._owns_pool = pool is None
         self._closed = False
@@ -307,6 +326,50 @@ class PgVectorStore:
         ``ef_search`` override ``settings.vector.probes`` / ``ef_search`` for this query.
         """
         started = time.perf_counter()
+        try:
+            sql, args, knobs = self._nearest_sql(tenant, vector, k, kind, filters, probes, ef_search)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(_KNOBS, *knobs)
+                records = await conn.fetch(sql, *args)
+        finally:
+            _observe(started)
+        return [
+            PgHit(r["kind"], r["id"], float(r["distance"]), r["text"], orjson.loads(r["metadata"]))
+            for r in records
+        ]
+
+    async def explain_nearest(
+        self,
+        tenant: str,
+        vector: Any,
+        k: int = 10,
+        *,
+        kind: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        probes: int | None = None,
+        ef_search: int | None = None,
+    ) -> dict[str, Any]:
+        """The JSON plan (``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)``, its one entry) of :meth:`nearest` with
+        the same arguments: it runs the query, and its ``Shared Hit Blocks`` + ``Shared Read Blocks`` are
+        the 8 kB pages the query touched."""
+        sql, args, knobs = self._nearest_sql(tenant, vector, k, kind, filters, probes, ef_search)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_KNOBS, *knobs)
+            plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
+        top: dict[str, Any] = orjson.loads(plan)[0]
+        return top
+
+    def _nearest_sql(
+        self,
+        tenant: str,
+        vector: Any,
+        k: int,
+        kind: str | None,
+        filters: Mapping[str, Any] | None,
+        probes: int | None,
+        ef_search: int | None,
+    ) -> tuple[str, list[Any], tuple[str, str]]:
+        """The nearest-k SQL, its arguments and the (probes, ef_search) for :data:`_KNOBS`."""
         vec = check_vector(vector, self.dim)
         if not 1 <= int(k) <= MAX_K:
             raise ValueError(f"k must be in 1..{MAX_K}, got {k}")
@@ -318,24 +381,9 @@ class PgVectorStore:
         sql = (
             f"WITH hits AS MATERIALIZED (SELECT kind, id, embedding <=> $1 AS distance, text, "
             f"metadata::text AS metadata FROM {self.table} WHERE {where} "
-            f"ORDER BY embedding <=> $1 LIMIT {int(k)}) SELECT * FROM hits ORDER BY distance"
+            f"ORDER BY {self._order} LIMIT {int(k)}) SELECT * FROM hits ORDER BY distance"
         )
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "SELECT set_config('ivfflat.probes', $1, true), set_config('hnsw.ef_search', $2, true),"
-                    " set_config('ivfflat.iterative_scan', 'relaxed_order', true),"
-                    " set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                    str(probes),
-                    str(ef_search),
-                )
-                records = await conn.fetch(sql, vec, *args)
-        finally:
-            _observe(started)
-        return [
-            PgHit(r["kind"], r["id"], float(r["distance"]), r["text"], orjson.loads(r["metadata"]))
-            for r in records
-        ]
+        return sql, [vec, *args], (str(probes), str(ef_search))
 
     async def fetch(
         self,

@@ -11,8 +11,11 @@ of the same shape (no vector index) for benches and tests. Index builds:
   better recall/latency trade-off. Its build is much faster while the graph fits in
   ``maintenance_work_mem`` (pass e.g. ``"2GB"`` for a million 384-d rows).
 
-Both use ``vector_cosine_ops`` (the store ranks by ``<=>``). Table and index names are checked against
-``[a-z_][a-z0-9_]*`` before they are spliced into SQL.
+Both rank by cosine ``<=>`` (the store's distance). ``storage="vector"`` indexes the float32 column
+(``vector_cosine_ops``); ``storage="halfvec"`` indexes the expression ``embedding::halfvec(dim)`` with
+``halfvec_cosine_ops``: half the index pages, the column stays float32 (the store then orders by the same
+expression and reports the exact float32 distance, see :class:`~wavegraph.sinks.pgvector.PgVectorStore`).
+Table and index names are checked against ``[a-z_][a-z0-9_]*`` before they are spliced into SQL.
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ import asyncpg
 
 __all__ = [
     "IndexMethod",
+    "Storage",
     "check_ident",
     "create_index",
     "create_table",
     "drop_index",
     "drop_table",
+    "order_expr",
     "reindex",
     "vector_indexes",
 ]
 
 IndexMethod = Literal["ivfflat", "hnsw"]
+Storage = Literal["vector", "halfvec"]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MEMORY = re.compile(r"^[0-9]+\s*(kB|MB|GB)$")
@@ -45,6 +51,15 @@ def check_ident(name: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
     return name
+
+
+def order_expr(storage: Storage, dim: int, param: str = "$1") -> str:
+    """The cosine ``ORDER BY`` expression an index of ``storage`` serves (``param`` is a ``vector``)."""
+    if storage == "vector":
+        return f"embedding <=> {param}"
+    if storage == "halfvec":
+        return f"embedding::halfvec({int(dim)}) <=> ({param}::vector)::halfvec({int(dim)})"
+    raise ValueError(f"storage must be 'vector' or 'halfvec', got {storage!r}")
 
 
 async def create_table(db: asyncpg.Pool, table: str, dim: int) -> None:
@@ -72,28 +87,40 @@ async def create_index(
     ef_construction: int = 64,
     name: str | None = None,
     maintenance_work_mem: str | None = None,
+    storage: Storage = "vector",
+    dim: int | None = None,
 ) -> tuple[str, float]:
     """Build a cosine ``method`` index on ``table.embedding``; returns ``(index name, build seconds)``.
 
-    ``maintenance_work_mem`` (e.g. ``"1GB"``) is set for the build's connection only.
+    ``maintenance_work_mem`` (e.g. ``"1GB"``) is set for the build's connection only. ``storage="halfvec"``
+    indexes ``embedding::halfvec(dim)`` (``dim`` required; see the module doc).
     """
     check_ident(table)
     if method == "ivfflat":
         if lists < 1:
             raise ValueError(f"lists must be >= 1, got {lists}")
         with_ = f"lists = {int(lists)}"
-        name = name or f"{table}_ivfflat_{int(lists)}"
+        default = f"{table}_ivfflat_{int(lists)}"
     elif method == "hnsw":
         if m < 2 or ef_construction < 2 * m:
             raise ValueError(f"hnsw needs m >= 2 and ef_construction >= 2*m, got m={m}, {ef_construction}")
         with_ = f"m = {int(m)}, ef_construction = {int(ef_construction)}"
-        name = name or f"{table}_hnsw_{int(m)}_{int(ef_construction)}"
+        default = f"{table}_hnsw_{int(m)}_{int(ef_construction)}"
     else:
         raise ValueError(f"index method must be 'ivfflat' or 'hnsw', got {method!r}")
-    check_ident(name)
+    if storage == "vector":
+        column = "embedding vector_cosine_ops"
+    elif storage == "halfvec":
+        if dim is None or dim < 1:
+            raise ValueError(f"a halfvec index needs the dimension, got dim={dim!r}")
+        column = f"(embedding::halfvec({int(dim)})) halfvec_cosine_ops"
+        default += "_halfvec"
+    else:
+        raise ValueError(f"storage must be 'vector' or 'halfvec', got {storage!r}")
+    name = check_ident(name or default)
     if maintenance_work_mem is not None and not _MEMORY.match(maintenance_work_mem):
         raise ValueError(f"maintenance_work_mem must look like '512MB' or '2GB': {maintenance_work_mem!r}")
-    sql = f"CREATE INDEX {name} ON {table} USING {method} (embedding vector_cosine_ops) WITH ({with_})"
+    sql = f"CREATE INDEX {name} ON {table} USING {method} ({column}) WITH ({with_})"
     async with db.acquire() as conn:
         started = time.perf_counter()
         if maintenance_work_mem is None:

@@ -15,7 +15,7 @@ from cycle_clock import CycleClock
 from rich.console import Console
 
 from wavegraph.bench import pgvector as bench
-from wavegraph.bench.pgvector import EF_SEARCH, PROBES, TARGET_P95_MS, run_pgvector_bench
+from wavegraph.bench.pgvector import EF_SEARCH, PROBES, STORAGES, TARGET_P95_MS, run_pgvector_bench
 from wavegraph.settings import Settings
 
 pytestmark = pytest.mark.services
@@ -32,22 +32,85 @@ def test_quick_bench_report(migrated: Settings, tmp_path: Path) -> None:
     )
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     rows = report["rows"]
-    assert [r["probes"] for r in rows if r["index"] == "ivfflat"] == list(PROBES)
+    params = report["params"]
     assert [r["ef_search"] for r in rows if r["index"] == "hnsw"] == list(EF_SEARCH)
-    fields = {"index", "lists", "probes", "recall@5", "p95_ms", "build_s", "p50_ms", "p99_ms", "qps"}
+    fields = {"index", "storage", "lists", "probes", "recall@5", "p95_ms", "build_s", "p50_ms", "p99_ms"}
+    fields |= {"qps", "scan_bytes", "read_bytes", "temp_bytes", "floor_ms", "p95_over_floor"}
+    bandwidth = params["bandwidth_bytes_per_s"]
+    assert 1e8 < bandwidth < 1e12
     for row in rows:
         assert fields <= set(row)
         # both index types keep every vector in their pages: the size is the index's, measured
-        assert row["index_bytes"] >= row["n"] * 384 * 4
-    ivf = [r["recall@5"] for r in rows if r["index"] == "ivfflat"]
-    assert ivf == sorted(ivf), "more probes scan a superset of lists: recall cannot drop"
-    assert ivf[-1] >= 0.9
-    params = report["params"]
-    reaching = [r for r in rows if r["index"] == "ivfflat" and r["recall@5"] >= 0.9]
-    first = min(reaching, key=lambda r: r["probes"])
+        width = 4 if row["storage"] == "vector" else 2
+        assert row["index_bytes"] >= row["n"] * 384 * width
+        assert row["scan_bytes"] > 0
+        assert row["floor_ms"] == pytest.approx(row["scan_bytes"] / bandwidth * 1e3, abs=1e-3)
+    ivf = {st: [r for r in rows if r["index"] == "ivfflat" and r["storage"] == st] for st in STORAGES}
+    for storage, found in ivf.items():
+        assert [r["probes"] for r in found] == list(PROBES), storage
+        recall = [r["recall@5"] for r in found]
+        assert recall == sorted(recall), "more probes scan a superset of lists: recall cannot drop"
+        assert recall[-1] >= 0.9
+        scanned = [r["scan_bytes"] for r in found]
+        assert scanned == sorted(scanned) and scanned[-1] > 2 * scanned[0], "pages grow with probes"
+        assert all(r["prewarmed"] for r in found)
+    # the halfvec expression index holds half the bytes per vector: about half the pages per probe
+    assert ivf["halfvec"][-1]["scan_bytes"] < 0.65 * ivf["vector"][-1]["scan_bytes"]
+    assert params["prewarm_method"] in {"pg_prewarm", "full_probe"}
+    assert params["server"]["kind"] == "shared"
+    assert params["headline_storage"] in STORAGES
+    first = bench.probes_needed(rows, 100, 5, params["headline_storage"])
+    assert first is not None
     assert params["probes_needed"] == first["probes"]
     assert params["p95_ms_at_probes_needed"] == first["p95_ms"]
+    for storage in STORAGES:  # the headline is the faster storage at its own probes_needed
+        other = bench.probes_needed(rows, 100, 5, storage)
+        assert other is not None and other["p95_ms"] >= first["p95_ms"]
     assert report["ratio"] == pytest.approx(first["p95_ms"] / TARGET_P95_MS)
+
+
+def test_ephemeral_server_gets_the_services_up_settings(migrated: Settings, tmp_path: Path) -> None:
+    """``server="ephemeral"`` starts a throwaway PostgreSQL with ``settings.postgres``' server options
+    (``shared_buffers`` overridden): the bench reads them back with SHOW. Also halfvec alone, chosen
+    probes and no prewarm."""
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "base.npy", rng.standard_normal((3000, 16)).astype(np.float32))
+    vector = migrated.vector.model_copy(update={"ivfflat_lists": 10})
+    report = run_pgvector_bench(
+        migrated.model_copy(update={"vector": vector}),
+        out=tmp_path / "r.json",
+        data=tmp_path / "base.npy",
+        nq=50,
+        hnsw=False,
+        probes=[10, 2, 2],
+        storages=["halfvec"],
+        prewarm=False,
+        server="ephemeral",
+        shared_buffers="160MB",
+        console=Console(file=io.StringIO()),
+    )
+    server = report["params"]["server"]
+    assert server["kind"] == "ephemeral"
+    assert server["shared_buffers"] == "160MB"
+    assert server["work_mem"] == migrated.postgres.work_mem
+    assert server["maintenance_work_mem"] == migrated.postgres.maintenance_work_mem
+    rows = report["rows"]
+    assert [(r["storage"], r["probes"], r["prewarmed"]) for r in rows] == [
+        ("halfvec", 2, False),
+        ("halfvec", 10, False),
+    ]
+    assert rows[1]["recall@5"] == 1.0  # every list probed: exact, through the halfvec index
+    assert report["params"]["prewarm_method"] is None
+    assert report["params"]["datasets"]["base"]["queries"] == 50
+
+
+def test_bad_options_are_refused(migrated: Settings) -> None:
+    with pytest.raises(ValueError, match="storages"):
+        run_pgvector_bench(migrated, quick=True, storages=["float8"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="probes"):
+        run_pgvector_bench(migrated, quick=True, probes=[0, 4])
+    with pytest.raises(ValueError, match="ephemeral"):
+        run_pgvector_bench(migrated, quick=True, shared_buffers="1GB")
 
 
 def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
@@ -79,6 +142,7 @@ def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
         data=tmp_path / "base.npy",
         queries=tmp_path / "queries.npy",
         hnsw=False,
+        storages=["vector"],
         table=_table(),
         console=Console(file=io.StringIO()),
     )
