@@ -8,10 +8,9 @@ from collections.abc import Callable
 from types import TracebackType
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from wavegraph.clients import make_consumer
+from wavegraph.clients import make_admin, make_consumer
 from wavegraph.settings import KafkaSettings
 
 
@@ -21,7 +20,7 @@ class LagProbe:
     def __init__(self, kafka: KafkaSettings, group: str, topic: str, partitions: int) -> None:
         self.group = group
         self.parts = [TopicPartition(topic, p) for p in range(partitions)]
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
+        self._admin = make_admin(kafka, request_timeout_ms=10_000)
         self._consumer = make_consumer(kafka)
         self.max_lag = 0
         self.timeline: list[tuple[float, int]] = []  # (seconds since entering, lag)

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
 
+from wavegraph.clients import make_admin
 from wavegraph.devservices.base import ServiceError
 from wavegraph.devservices.ephemeral import ephemeral
 from wavegraph.loadtest.workload import EdgeWorkload
 from wavegraph.settings import ENV_PREFIX, KafkaSettings, Settings
+from wavegraph.streams.processor import default_group_id
 from wavegraph.streams.topics import delete_topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Scope:
     @property
     def group(self) -> str:
         """The edge processor's consumer group (``StreamProcessor`` names it ``<prefix>.edges``)."""
-        return f"{self.settings.runtime.group_prefix}.edges"
+        return default_group_id(self.settings, "edges")
 
     @property
     def topic(self) -> str:
@@ -113,7 +114,7 @@ async def wait_for_leaders(
 ) -> None:
     """Wait until every partition of ``topics`` has a leader (a new topic has none for a moment, and
     producers then log NotLeaderForPartition warnings while they retry)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=10_000)
+    admin = make_admin(kafka, request_timeout_ms=10_000)
     await admin.start()
     try:
         deadline = time.monotonic() + timeout_s

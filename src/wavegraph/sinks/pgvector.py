@@ -35,6 +35,7 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -328,8 +329,7 @@ class PgVectorStore:
         started = time.perf_counter()
         try:
             sql, args, knobs = self._nearest_sql(tenant, vector, k, kind, filters, probes, ef_search)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(_KNOBS, *knobs)
+            async with self._tuned(knobs) as conn:
                 records = await conn.fetch(sql, *args)
         finally:
             _observe(started)
@@ -353,11 +353,17 @@ class PgVectorStore:
         the same arguments: it runs the query, and its ``Shared Hit Blocks`` + ``Shared Read Blocks`` are
         the 8 kB pages the query touched."""
         sql, args, knobs = self._nearest_sql(tenant, vector, k, kind, filters, probes, ef_search)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(_KNOBS, *knobs)
+        async with self._tuned(knobs) as conn:
             plan = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", *args)
         top: dict[str, Any] = orjson.loads(plan)[0]
         return top
+
+    @asynccontextmanager
+    async def _tuned(self, knobs: tuple[str, str]) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in a transaction whose index knobs (probes, ef_search) are set locally."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_KNOBS, *knobs)
+            yield conn
 
     def _nearest_sql(
         self,

@@ -105,6 +105,11 @@ Dead = tuple[ConsumerRecord[bytes, bytes], str, str]  # record, reason, code
 _DLQ_OVERHEAD = 4096  # bytes kept free for the record batch framing beside value, key and headers
 
 
+def default_group_id(settings: Settings, name: str) -> str:
+    """The consumer group of processor ``name``: ``<runtime.group_prefix>.<name>``."""
+    return f"{settings.runtime.group_prefix}.{name}"
+
+
 class _Stopped(Exception):
     """The stop event was set while dead letters still waited for the broker: leave uncommitted."""
 
@@ -164,7 +169,7 @@ class StreamProcessor(Generic[T]):
         self.decode = decode
         self._decode_batch = decode.decode_batch if isinstance(decode, BatchDecoder) else self._decode_each
         self.sinks = list(sinks)
-        self.group_id = group_id or f"{settings.runtime.group_prefix}.{name}"
+        self.group_id = group_id or default_group_id(settings, name)
         self.max_batch = max_batch or settings.runtime.max_batch
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
@@ -310,10 +315,15 @@ class StreamProcessor(Generic[T]):
             self._commit_task = None
             task.result()  # _commit handles the broker's refusals; anything else is a bug: raise it
         offsets = self._gated_offsets(consumer)
-        if offsets or (self._txn is not None and self._txn.owes()):
+        if offsets or self._owes():
             self._commit_task = asyncio.create_task(
                 self._commit(consumer, offsets, self._take_uncommitted_since())
             )
+
+    def _owes(self, tp: TopicPartition | None = None) -> bool:
+        """Whether the transactional sink still owes events (of ``tp``; of any partition: None): a
+        commit is then due even if no offset moved."""
+        return self._txn is not None and self._txn.owes(tp)
 
     def _take_uncommitted_since(self) -> float | None:
         started, self._uncommitted_since = self._uncommitted_since, None
@@ -336,9 +346,7 @@ class StreamProcessor(Generic[T]):
         for tp, offset in self._positions.items():
             for gate in self._gates:
                 offset = min(offset, gate.committable(tp, offset))
-            if tp in assigned and (
-                offset > self.committed.get(tp, -1) or (self._txn is not None and self._txn.owes(tp))
-            ):
+            if tp in assigned and (offset > self.committed.get(tp, -1) or self._owes(tp)):
                 offsets[tp] = offset
         return offsets
 
@@ -393,7 +401,7 @@ class StreamProcessor(Generic[T]):
             await task
         consumer = self._consumer
         offsets = self._gated_offsets(consumer) if consumer is not None else {}
-        if consumer is not None and (offsets or (self._txn is not None and self._txn.owes())):
+        if consumer is not None and (offsets or self._owes()):
             await self._commit(consumer, offsets, self._take_uncommitted_since())
 
     async def _send_dead_letters(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from wavegraph.clients import make_admin
@@ -80,7 +80,7 @@ async def ensure_topics(
     A refusal by the broker other than "already exists" (e.g. a replication factor above the live
     brokers) raises the matching :class:`aiokafka.errors.KafkaError` with the broker's message."""
     wanted = names or topic_names(kafka)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=30_000)
+    admin = make_admin(kafka)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -132,7 +132,7 @@ def _raise_refusals(topic_errors: list[tuple[object, ...]]) -> None:
 
 
 async def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    admin = make_admin(kafka, request_timeout_ms=40_000)  # aiokafka's default
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -40,6 +40,7 @@ from wavegraph.processors.embed_text import Embedder, TextEmbedder
 from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import TranscriptStore
 from wavegraph.streams.pipeline import run_pipeline
+from wavegraph.streams.processor import default_group_id
 from wavegraph.streams.transactions import TransactionalOutbox
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ async def _sink(
         await producer.start()
         stack.push_async_callback(producer.stop)
         return AudioSink(settings, transcriber, embedder, store, producer)
-    group = f"{settings.runtime.group_prefix}.audio"  # the processor's consumer group (StreamProcessor)
+    group = default_group_id(settings, "audio")
     instance = settings.runtime.instance
     worker = str(instance) if instance is not None else f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
     transactional_id = f"{kafka.transactional_id_prefix}-{group}-{worker}"

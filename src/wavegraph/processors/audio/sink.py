@@ -526,15 +526,19 @@ class AudioSink:
                         staged.append(job)
                     else:
                         self._refuse(job, f"postgres: {job.describe()} was refused: {reason}")
-                owed = await self._stage_events(tx, staged) if self._outbox is not None else {}
-                if self._outbox is None:
+                outbox = self._outbox
+                owed: dict[TopicPartition, list[OutboxRow]] = {}
+                if outbox is not None:
+                    owed = await self._stage_events(tx, staged)
+                else:
                     await self._publish([j for j in staged if not j.published])
                 if all(self._job_owned(j) for j in staged):  # no await between this and the commit
                     await tx.commit()
                     for job in staged:
                         job.done = True
-                    for tp, rows in owed.items():
-                        self._outbox.owe(tp, rows)  # type: ignore[union-attr]
+                    if outbox is not None:
+                        for tp, rows in owed.items():
+                            outbox.owe(tp, rows)
                     self.stats["stored"] += len(staged)
                     return
             # a staged window was revoked or refused by the broker meanwhile: write the rest again

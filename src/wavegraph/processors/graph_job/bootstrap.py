@@ -22,10 +22,9 @@ import asyncio
 from collections.abc import Callable
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from wavegraph.clients import make_consumer
+from wavegraph.clients import make_admin, make_consumer
 from wavegraph.errors import InvalidEvent
 from wavegraph.events import EdgeLike
 from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
@@ -39,7 +38,7 @@ Apply = Callable[[list[EdgeLike]], None]
 
 async def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[TopicPartition, int]:
     """The group's committed offsets on ``topic`` (partitions without a commit are left out)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap, request_timeout_ms=30_000)
+    admin = make_admin(kafka)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)
