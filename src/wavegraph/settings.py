@@ -31,6 +31,9 @@ class TopicsSettings(_Section):
     edges: str = "wavegraph.edges.v1"
     transcripts: str = "wavegraph.transcripts.v1"
     nodes: str = "wavegraph.nodes.v1"
+    # The graph job's repartition topic: every valid edge again, keyed by tenant, so one partition
+    # holds all edges of a tenant (processors/graph_job/route.py).
+    edges_by_tenant: str = "wavegraph.edges.by-tenant.v1"
     dlq: str = "wavegraph.dlq.v1"
 
 
@@ -40,8 +43,11 @@ class KafkaSettings(_Section):
     port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     partitions: int = Field(3, ge=1)
-    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)  # audio, transcripts, dead letters
-    edges_retention_ms: int = Field(-1, ge=-1)  # -1: forever (the graph's source of truth, see topics.py)
+    retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=60_000)  # audio, dead letters
+    # -1: forever. Edges (both edge topics) are the graph's source of truth, transcripts PostgreSQL's
+    # (see streams/topics.py).
+    edges_retention_ms: int = Field(-1, ge=-1)
+    transcripts_retention_ms: int = Field(-1, ge=-1)
     max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     heap: str = "512m"  # per broker
     # ``services up`` starts this many KRaft brokers (each also a controller voter); broker ``i``
@@ -69,8 +75,9 @@ class KafkaSettings(_Section):
                 f"broker_port_step {self.broker_port_step} gives {self.brokers} brokers overlapping or "
                 f"invalid ports {ports}: choose a step that keeps listener and controller ports apart"
             )
-        if 0 <= self.edges_retention_ms < 60_000:
-            raise ValueError("edges_retention_ms must be -1 (forever) or at least 60000")
+        for name in ("edges_retention_ms", "transcripts_retention_ms"):
+            if 0 <= getattr(self, name) < 60_000:
+                raise ValueError(f"{name} must be -1 (forever) or at least 60000")
         rf, isr = self.replication()
         if isr > rf:
             raise ValueError(f"min_insync_replicas {isr} exceeds the replication factor {rf}")

@@ -10,13 +10,16 @@ its topics even when the settings still say one broker; counting the settings me
 is missing a broker refuses to create under-replicated topics instead of creating them silently.
 Existing topics are left as they are (no reassignment).
 
-**Retention: the log is the source of truth.** ``wavegraph.edges.v1`` is kept forever
-(``kafka.edges_retention_ms`` = -1): the graph job rebuilds its per-tenant state from it after a
-restart and ``wavegraph replay`` rebuilds Neo4j from it, so an edge that ages out of the topic would
-be missing from every rebuild. ``wavegraph.nodes.v1`` is a compacted changelog (keyed ``tenant/node``:
-the latest analytics of each node stay, older versions go). Audio, transcripts and dead letters keep
-``kafka.retention_ms`` (7 days): raw audio is large and transcripts are derived from it, so they are
-kept for reprocessing within a week and for inspecting dead letters, not forever.
+**Retention: the log is the source of truth.** ``wavegraph.edges.v1`` and its tenant-keyed copy
+``wavegraph.edges.by-tenant.v1`` are kept forever (``kafka.edges_retention_ms`` = -1): the graph job
+rebuilds its tenants' state from the copy when it starts or takes over a partition, and ``wavegraph
+replay`` rebuilds Neo4j from the original, so an edge that ages out would be missing from every
+rebuild. ``wavegraph.transcripts.v1`` is kept forever too (``kafka.transcripts_retention_ms`` = -1):
+it is small (text and segments, no audio) and ``wavegraph replay --target postgres`` rebuilds the
+transcript tables from it. ``wavegraph.nodes.v1`` is a compacted changelog (keyed ``tenant/node``: the
+latest analytics of each node stay, older versions go). Audio and dead letters keep
+``kafka.retention_ms`` (7 days): raw audio is large and what is derived from it is kept in the
+transcripts, so it stays for reprocessing within a week and for inspecting dead letters, not forever.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ async def describe_partitions(
 
 def topic_names(kafka: KafkaSettings) -> list[str]:
     t = kafka.topics
-    return [t.audio, t.edges, t.transcripts, t.nodes, t.dlq]
+    return [t.audio, t.edges, t.edges_by_tenant, t.transcripts, t.nodes, t.dlq]
 
 
 async def ensure_topics(
@@ -115,8 +118,10 @@ async def ensure_topics(
 def retention_config(kafka: KafkaSettings, name: str) -> dict[str, str]:
     """How long topic ``name`` keeps its records (see the module docstring)."""
     t = kafka.topics
-    if name == t.edges:
+    if name in (t.edges, t.edges_by_tenant):
         return {"retention.ms": str(kafka.edges_retention_ms)}
+    if name == t.transcripts:
+        return {"retention.ms": str(kafka.transcripts_retention_ms)}
     if name == t.nodes:
         return {"cleanup.policy": "compact"}
     return {"retention.ms": str(kafka.retention_ms)}
