@@ -1,10 +1,10 @@
-"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|broker-kill|rebalance|bad-input``: faults.
+"""``wavegraph chaos neo4j-outage|worker-kill|kafka-restart|broker-kill|rebalance|graph-failover|bad-input``.
 
 Each prints its figures, writes ``bench/results/chaos_<name>.json`` and exits 1 if one does not hold.
 The scenarios that stop a server (``neo4j-outage``, ``kafka-restart``) stop a throwaway instance on
 its own port unless ``--shared`` asks for the configured one: other work on the shared services would
 see the outage too. ``broker-kill`` and ``rebalance`` always run on a throwaway 3-broker cluster of
-their own. Every
+their own; ``graph-failover`` too (the graph job's consumer group on RF 3 topics). Every
 scenario uses a private Redis, because the breaker state lives under one fixed key that every API reads.
 """
 
@@ -227,3 +227,29 @@ def rebalance(
 
     figures = ("accepted", "lost", "duplicates", "committed_end", "drain_s")
     _run(settings, ("kafka", "redis"), scenario, figures, out)
+
+
+@app.command("graph-failover")
+def graph_failover(
+    tenants: int = typer.Option(6, "--tenants", min=2, help="Tenants, each its own random graph."),
+    nodes: int = typer.Option(150, "--nodes", min=10, help="Nodes per tenant."),
+    edges: int = typer.Option(600, "--edges", min=10, help="Edge events per tenant and half."),
+    timeout: float = typer.Option(120.0, "--timeout", min=10, help="Seconds each phase may take."),
+    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    out: Path | None = OUT,
+) -> None:
+    """SIGKILL one of two graph-job instances: its tenants' PageRank and NodeEvents go on on the other,
+    equal to the single-instance result (L1 <= 1e-6), and the survivor keeps its own tenants without
+    reloading them."""
+    from wavegraph.devservices.kafka import with_brokers
+    from wavegraph.loadtest.graph_failover import FailoverPlan, run_graph_failover
+
+    plan = FailoverPlan(tenants=tenants, nodes=nodes, edges=edges, timeout_s=timeout)
+    settings = with_brokers(load_settings(), 3)
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+
+    async def scenario(s: Settings) -> dict[str, Any]:
+        return await run_graph_failover(s, plan)
+
+    figures = ("tenants", "victim_tenants", "takeover_s", "l1_max", "nodes_missing", "survivor_kept")
+    _run(settings, ("kafka",), scenario, figures, out)

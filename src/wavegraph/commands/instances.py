@@ -1,4 +1,4 @@
-"""``wavegraph run edges|audio --instances N``: N processes of one processor in one consumer group.
+"""``wavegraph run edges|audio|graph --instances N``: N processes of one processor in one consumer group.
 
 The parent starts N children (``python -m wavegraph.cli run PROCESSOR``, the same settings and
 environment), forwards SIGTERM/SIGINT to all of them and waits; the consumer group shares the
@@ -7,8 +7,8 @@ partitions between the children and moves a child's partitions to the others whe
 its own is reported at once and the others go on (that is what the group is for); the parent exits
 when every child has, with the first non-zero exit code, or 0.
 
-The graph job is not offered here: it needs all edges of a tenant in one process, and sharing tenants
-between instances is not built yet (see docs/scaling.md).
+Graph-job instances share the tenants: each holds the tenants of its partitions of the tenant-keyed
+edge copy (:mod:`wavegraph.processors.graph_job.ownership`).
 """
 
 from __future__ import annotations

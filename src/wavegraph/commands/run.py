@@ -105,8 +105,9 @@ def audio(instances: int = INSTANCES) -> None:
 
 
 @app.command()
-def graph() -> None:
-    """Keep PageRank current per batch of edges, recompute embeddings + HAA, publish wavegraph.nodes.v1."""
+def graph(instances: int = INSTANCES) -> None:
+    """Keep PageRank current per batch of edges, recompute embeddings + HAA, publish wavegraph.nodes.v1
+    (instances share the tenants)."""
     from wavegraph.commands.progress import terminal_progress
     from wavegraph.processors.graph_job.pipeline import run_graph
 
@@ -114,7 +115,8 @@ def graph() -> None:
         with terminal_progress() as progress:
             return await run_graph(settings, stop, progress=progress)
 
-    serve("graph", with_progress)
+    if not _instances("graph", instances):
+        serve("graph", with_progress)
 
 
 def demo_command() -> None:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 START_ATTEMPTS = 2  # throwaway instances get a second chance to start
 # The sections a worker subprocess needs to see exactly as the scenario configured them.
-_ENV_SECTIONS = ("kafka", "neo4j", "redis", "runtime", "ingest", "http")
+_ENV_SECTIONS = ("kafka", "neo4j", "postgres", "redis", "runtime", "ingest", "http", "graph")
 
 
 @dataclass(frozen=True)

@@ -84,14 +84,16 @@ async def inline_worker(settings: Settings) -> AsyncIterator[InlineWorker]:
 
 
 class WorkerProcess:
-    """``python -m wavegraph.cli run edges`` with the scenario's settings passed as ``WAVEGRAPH_`` variables.
+    """``python -m wavegraph.cli run PROCESSOR`` (``edges`` by default) with the scenario's settings
+    passed as ``WAVEGRAPH_`` variables.
 
     Output goes to ``log``; ``kill()`` is a SIGKILL (no flush, no commit), ``stop()`` a SIGTERM.
     """
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, processor: str = "edges") -> None:
         self.settings = settings
         self.log = log
+        self.processor = processor
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
@@ -102,7 +104,7 @@ class WorkerProcess:
         env.update(settings_env(self.settings))
         # several workers share this host: none may hold the fixed metrics port (the scenario reads
         # what it measures from Kafka and Neo4j, not from /metrics)
-        env["WAVEGRAPH_METRICS__EDGES_PORT"] = "0"
+        env[f"WAVEGRAPH_METRICS__{self.processor.upper()}_PORT"] = "0"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
@@ -110,7 +112,7 @@ class WorkerProcess:
                 "-m",
                 "wavegraph.cli",
                 "run",
-                "edges",
+                self.processor,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,

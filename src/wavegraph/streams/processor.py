@@ -42,6 +42,9 @@ exactly-once mode) takes the commits over: each one becomes a Kafka transaction 
 sink's stored events together with the offsets, and a commit is also due while the sink still owes
 events (after a restart, for what a killed worker stored but never published).
 
+A sink that is :class:`~wavegraph.streams.sink.AssignmentAware` (the graph job) loads the state of its
+new partitions inside the rebalance, before they are fetched.
+
 A :class:`~wavegraph.errors.SinkFatalError` (wrong credentials, read-only database) is not retried: it
 stops the processor with its one sentence.
 
@@ -75,7 +78,7 @@ from wavegraph.events import DLQ_HEADER_PREFIX, dlq_headers
 from wavegraph.settings import Settings
 from wavegraph.streams.gc_headroom import gc_headroom
 from wavegraph.streams.reasons import code_of
-from wavegraph.streams.sink import CommitGate, Item, Rejection, Sink, TransactionalCommit
+from wavegraph.streams.sink import AssignmentAware, CommitGate, Item, Rejection, Sink, TransactionalCommit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -143,6 +146,11 @@ class _RevokeListener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        aware = [s for s in self._processor.sinks if isinstance(s, AssignmentAware)]
+        if aware:
+            async with self._processor._batch_lock:  # never beside a flush (a timer's, during the rebalance)
+                for sink in aware:
+                    await sink.assigned(assigned)
 
 
 class StreamProcessor(Generic[T]):
@@ -188,10 +196,11 @@ class StreamProcessor(Generic[T]):
         self._dead_lettered: dict[TopicPartition, set[int]] = {}
 
     def _make_consumer(self) -> AIOKafkaConsumer:
+        instance = self.settings.runtime.instance  # tells the members of a group apart (describe_groups)
         return make_consumer(
             self.settings.kafka,
             group_id=self.group_id,
-            client_id=f"wavegraph-{self.name}",
+            client_id=f"wavegraph-{self.name}" + ("" if instance is None else f"-{instance}"),
             max_poll_records=self.max_batch,
         )
 

@@ -104,3 +104,17 @@ class TransactionalCommit(Protocol):
         """Commit ``offsets`` (and publish what is owed) in one transaction; return what was committed.
         Raises :class:`aiokafka.errors.KafkaError` when nothing was committed."""
         ...
+
+
+@runtime_checkable
+class AssignmentAware(Protocol):
+    """Optional hook of a sink whose state is per partition and must be loaded before a newly assigned
+    partition is consumed (the graph job's tenants: :mod:`wavegraph.processors.graph_job.ownership`)."""
+
+    async def assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """``partitions`` is this worker's whole assignment after a rebalance (Kafka's eager protocol:
+        every earlier partition was revoked first, through :meth:`CommitGate.revoked`). Awaited inside
+        the rebalance, before any record of the assignment is fetched, and never while a ``flush``
+        runs; the group's commits of the previous owners are already visible. A long load delays the
+        group's next fetch, not other members (keep it under ``max.poll.interval.ms``)."""
+        ...

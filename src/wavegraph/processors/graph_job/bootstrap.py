@@ -1,18 +1,18 @@
-"""Rebuilding the graph job's state at start: the edge topic from its beginning up to the committed offsets.
+"""Loading a graph-job instance's tenants: ranges of the tenant-keyed edge topic, read without a group.
 
-The job's state is a pure function of the edge events it has consumed; its committed offsets say which
-events those were (a batch is committed only after its NodeEvents were acknowledged). So at start the
-job reads, with a separate group-less consumer that never commits, every partition of the topic from
-its beginning offset up to (excluding) the group's committed offset, and applies those events to the
-state — no events are published for them. The consumer group then continues from the committed
-offsets. A partition the group never committed is not read here (the group starts it at the earliest
-offset anyway).
+The state of a partition's tenants is a pure function of the edge events consumed from it, and the
+group's committed offsets say which events those were. When an instance starts or is assigned a
+partition (:mod:`~wavegraph.processors.graph_job.ownership` decides which range each partition needs),
+:func:`read_ranges` reads each range with a separate group-less consumer that never commits and hands
+every partition's decoded events to ``apply`` — nothing is published for them. The group then
+continues from the committed offsets.
 
 A committed offset beyond the partition's end (the topic was deleted and created again under the same
-group) is read as the end: the rebuild takes what the partition holds instead of waiting forever.
+group) is read as the end: the load takes what the partition holds instead of waiting forever. A start
+below the partition's first retained offset starts there.
 
-Cost: one pass over the retained topic. Edges older than the topic's retention are not in the rebuilt
-graph (set ``kafka.retention_ms`` accordingly; loading from Neo4j instead is a possible extension).
+Cost: one pass over the assigned partitions of the retained topic (kept forever:
+``kafka.edges_retention_ms``).
 Invalid records are skipped (they went to the dead-letter topic when first consumed).
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -27,78 +28,111 @@ from aiokafka.structs import ConsumerRecord
 from wavegraph.clients import make_admin, make_consumer
 from wavegraph.errors import InvalidEvent
 from wavegraph.events import EdgeLike
+from wavegraph.processors.graph_job.ownership import BEGINNING
 from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
 from wavegraph.settings import KafkaSettings
 
-__all__ = ["committed_offsets", "rebuild_from_topic"]
+__all__ = ["TenantLoader", "committed_offsets", "read_ranges"]
 
 Decode = Callable[[ConsumerRecord[bytes, bytes]], EdgeLike]
-Apply = Callable[[list[EdgeLike]], None]
+Apply = Callable[[int, list[tuple[int, EdgeLike]]], None]  # partition, (offset, event) in log order
 
 
-async def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[TopicPartition, int]:
-    """The group's committed offsets on ``topic`` (partitions without a commit are left out)."""
+async def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets on ``topic`` by partition (partitions without a commit left out)."""
     admin = make_admin(kafka)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)
     finally:
         await admin.close()
-    return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0}
+    return {
+        tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0
+    }
 
 
-async def rebuild_from_topic(
+async def read_ranges(
     kafka: KafkaSettings,
     topic: str,
-    group_id: str,
+    ranges: dict[int, tuple[int, int]],
     decode: Decode,
     apply: Apply,
     stop: asyncio.Event,
     *,
     progress: JobProgress | None = None,
     max_records: int = 10_000,
-) -> int:
-    """Apply every event before ``group_id``'s committed offsets on ``topic``; return how many records
-    were read. Returns early (with a partial state) when ``stop`` is set."""
-    targets = await committed_offsets(kafka, group_id, topic)
-    if not targets:
-        return 0
+) -> dict[int, int]:
+    """Apply every event of ``topic`` in ``ranges`` (partition → ``(start, end)``, ``start`` may be
+    :data:`~wavegraph.processors.graph_job.ownership.BEGINNING`, ``end`` excluded); return, per
+    partition, the offset the read ended at (the end, capped at the partition's end). Returns early
+    (with a partial state, and the offsets reached) when ``stop`` is set."""
+    if not ranges:
+        return {}
+    tps = {p: TopicPartition(topic, p) for p in ranges}
     consumer = make_consumer(kafka)
     await consumer.start()
     try:
-        consumer.assign(list(targets))
-        begin = await consumer.beginning_offsets(list(targets))
-        ends = await consumer.end_offsets(list(targets))
-        capped = {tp: min(end, ends[tp]) for tp, end in targets.items()}
-        remaining = {tp: end for tp, end in capped.items() if end > begin[tp]}
-        for tp in remaining:
-            consumer.seek(tp, begin[tp])
-        task = (progress or NoProgress()).task(
-            f"rebuilding the graph from {topic}", total=sum(end - begin[tp] for tp, end in remaining.items())
-        )
-        read = 0
+        consumer.assign(list(tps.values()))
+        begin = await consumer.beginning_offsets(list(tps.values()))
+        ends = await consumer.end_offsets(list(tps.values()))
+        reached: dict[int, int] = {}
+        remaining: dict[TopicPartition, int] = {}
+        total = 0
+        for p, (start, end) in ranges.items():
+            tp = tps[p]
+            first = begin[tp] if start == BEGINNING else max(start, begin[tp])
+            last = min(end, ends[tp])
+            reached[p] = max(first, last)
+            if last > first:
+                consumer.seek(tp, first)
+                remaining[tp] = last
+                total += last - first
+        task = (progress or NoProgress()).task(f"loading tenants from {topic}", total=total)
         try:
             while remaining and not stop.is_set():
                 batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
-                events: list[EdgeLike] = []
-                before = read
                 for tp, records in batches.items():
                     end = remaining.get(tp, 0)
+                    events: list[tuple[int, EdgeLike]] = []
                     for rec in records:
                         if rec.offset >= end:
                             break
-                        read += 1
                         try:
-                            events.append(decode(rec))
+                            events.append((rec.offset, decode(rec)))
                         except InvalidEvent:
                             continue
-                apply(events)
-                task.advance(read - before)
+                    apply(tp.partition, events)
+                    task.advance(sum(1 for rec in records if rec.offset < end))
                 for tp in list(remaining):
-                    if await consumer.position(tp) >= remaining[tp]:
+                    position = await consumer.position(tp)
+                    if position >= remaining[tp]:
                         del remaining[tp]
+                    elif stop.is_set():
+                        reached[tp.partition] = position
         finally:
             task.close()
-        return read
+        for tp in remaining:  # stopped early
+            reached[tp.partition] = await consumer.position(tp)
+        return reached
     finally:
         await consumer.stop()
+
+
+@dataclass(frozen=True)
+class TenantLoader:
+    """What the graph job needs to load tenants: the group's commits on the topic, and reading ranges."""
+
+    kafka: KafkaSettings
+    topic: str
+    group_id: str
+    decode: Decode
+    stop: asyncio.Event
+    progress: JobProgress | None = None
+
+    async def committed(self) -> dict[int, int]:
+        return await committed_offsets(self.kafka, self.group_id, self.topic)
+
+    async def read(self, ranges: dict[int, tuple[int, int]], apply: Apply) -> dict[int, int]:
+        return await read_ranges(
+            self.kafka, self.topic, ranges, self.decode, apply, self.stop, progress=self.progress
+        )

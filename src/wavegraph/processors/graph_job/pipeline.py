@@ -1,10 +1,20 @@
 """The embedding job (``wavegraph run graph``): edges → graph state → PageRank → NodeEvents; embeddings.
 
-``wavegraph.edges.v1`` is consumed by its own consumer group (``<group_prefix>.graph``) through the
-:class:`~wavegraph.streams.processor.StreamProcessor` loop, validated by the same
-:class:`~wavegraph.processors.edges.decoder.EdgeDecoder` as the edge processor (invalid records →
-dead letters).
-:class:`GraphJob` is the loop's sink. Per batch it
+Two stages, each a :class:`~wavegraph.streams.processor.StreamProcessor` loop of its own group, run
+together by every instance:
+
+- the router (group ``<group_prefix>.graph-route``) consumes ``wavegraph.edges.v1``, validated by the
+  same :class:`~wavegraph.processors.edges.decoder.EdgeDecoder` as the edge processor, and republishes
+  every valid event keyed by its tenant on ``wavegraph.edges.by-tenant.v1``; invalid records and those
+  the :class:`~wavegraph.processors.graph_job.guard.GraphGuard` refuses are dead letters naming the
+  original record (:mod:`~wavegraph.processors.graph_job.route`);
+- the graph stage (group ``<group_prefix>.graph``) consumes the copy, where a tenant lives on one
+  partition: instances started N times (``wavegraph run graph --instances N``) share the tenants by
+  sharing its partitions, and take over each other's when one dies
+  (:mod:`~wavegraph.processors.graph_job.ownership`: a partition kept through a rebalance keeps its
+  state, one taken over is read from the log up to the group's commit, one gone is dropped).
+
+:class:`GraphJob` is the graph stage's sink. Per batch it
 
 1. refuses, as dead letters, the valid events the graph cannot carry
    (:class:`~wavegraph.processors.graph_job.guard.GraphGuard`: weights outside ``[1e-270, 1e270]``, node ids
@@ -59,9 +69,11 @@ Commit rule: a committed offset covers exactly the events whose graph change is 
 were dead-lettered). NodeEvents are a projection of that state and are not covered by the commit: the
 cap may leave some deferred in memory when the offsets are committed.
 
-State on restart: rebuilt from the edge topic, from the beginning up to the group's committed offsets,
-by a separate consumer that never commits (:mod:`~wavegraph.processors.graph_job.bootstrap`); then the
-group continues where it committed. **After the rebuild every node is due again** (its score counts as
+State on restart and takeover: the tenants of each assigned partition are rebuilt from the tenant-keyed
+copy, from the beginning (or from where the state this instance still holds ends) up to the group's
+committed offset, by a separate consumer that never commits
+(:mod:`~wavegraph.processors.graph_job.bootstrap`), inside the rebalance; then the group continues
+where it committed. **After the rebuild every node is due again** (its score counts as
 never published), so every node gets a NodeEvent with its current score, at most ``max_node_events``
 per tenant and flush. Why not hold the commit back while events are deferred
 (:class:`~wavegraph.streams.sink.CommitGate`)? It is not enough: a node published after the commit
@@ -70,8 +82,11 @@ event forever (the restart believes the committed scores were published). Knowin
 would need a durable record per NodeEvent (a table written before and after each send) or a scan of
 the nodes topic; republishing costs one event per node per restart — the same order as the rebuild's
 own pass over the edge topic — needs no extra store, never holds commits back (no unbounded replay
-under a sustained backlog) and is exact. Run one instance: each instance holds whole tenant graphs,
-and partitions carry edges of every tenant, so a second instance in the group would split the graphs.
+under a sustained backlog) and is exact. A tenant that moves to another instance is republished
+the same way by its new owner; the old owner stops publishing it when the partition is revoked (a
+batch that outlived the commit deadline of the rebalance may still send some of its events: the
+latest value per key is still right). Recomputes running for a tenant that moved finish on the old
+owner; the new owner continues the tenant's version numbers from the store when it loads the tenant.
 
 Replays are idempotent: a replayed event changes no weight, so nothing is recomputed or published for
 it. A NodeEvent's id is ``id(tenant, node, embedding_version)``, so one republished after a restart
@@ -94,18 +109,21 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from wavegraph.clients import make_producer, neo4j_driver, pg_pool
 from wavegraph.events import EdgeLike
 from wavegraph.processors.edges.decoder import edge_decoder
-from wavegraph.processors.graph_job.bootstrap import rebuild_from_topic
+from wavegraph.processors.graph_job.bootstrap import TenantLoader
 from wavegraph.processors.graph_job.embed import EmbeddingParams
 from wavegraph.processors.graph_job.guard import GraphGuard
+from wavegraph.processors.graph_job.ownership import PartitionTenants
 from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
 from wavegraph.processors.graph_job.publish import NodePublisher, Pick
 from wavegraph.processors.graph_job.recompute import Recomputer
+from wavegraph.processors.graph_job.route import TenantRouter
 from wavegraph.processors.graph_job.tenant import TenantGraph
 from wavegraph.settings import Settings
 from wavegraph.sinks.node_embeddings import EmbeddingStore, NodeStore
 from wavegraph.streams.pipeline import run_pipeline
-from wavegraph.streams.processor import StreamProcessor
+from wavegraph.streams.processor import Decoder, StreamProcessor, default_group_id
 from wavegraph.streams.sink import Item, Rejection
+from wavegraph.streams.topics import ensure_topics
 
 __all__ = ["GraphJob", "GraphJobOptions", "run_graph"]
 
@@ -167,6 +185,10 @@ class GraphJob:
         )
         self.publisher = NodePublisher(producer, self.topic, settings.runtime.default_retry_after_s)
         self.rebuild_refused = 0
+        self.bootstrapped = 0  # records read to load tenants (at start and on taking over partitions)
+        self.owned = PartitionTenants()
+        self.loader: TenantLoader | None = None  # None: no Kafka behind the job (a test drives it)
+        self._load_error: BaseException | None = None
         self._buffer: list[Item[EdgeLike]] = []
         self._unpublished: set[str] = set()  # tenants with score changes left over by the cap or a failure
 
@@ -176,6 +198,7 @@ class GraphJob:
             "node_events": self.publisher.sent,
             "node_events_refused": self.publisher.refused,
             "rebuild_refused": self.rebuild_refused,
+            "bootstrapped": self.bootstrapped,
             "pagerank_resets": sum(g.pagerank_resets for g in self.graphs.values()),
             **self.recomputer.stats,
         }
@@ -200,7 +223,7 @@ class GraphJob:
             )
         return g
 
-    # -- rebuild at start -----------------------------------------------------------------------------
+    # -- loading tenants (at start and on taking over partitions) ----------------------------------
     def rebuild_apply(self, events: list[EdgeLike]) -> None:
         """Apply already-committed events to the graphs (no PageRank, nothing published), skipping those
         the guard refuses (they were dead-lettered when first consumed)."""
@@ -209,17 +232,58 @@ class GraphJob:
         for tenant, evs in _by_tenant(accepted).items():
             self.graph(tenant).apply(evs)
 
-    async def finish_rebuild(self) -> None:
-        """Solve PageRank on the rebuilt graphs (in a thread: it is a full solve), make every node due
-        for a NodeEvent (see "State on restart"), mark the graphs stale so their embeddings are
-        recomputed, and start those recomputes."""
-        for g in self.graphs.values():
+    def _load_apply(self, partition: int, events: list[tuple[int, EdgeLike]]) -> None:
+        for offset, ev in events:
+            self.owned.note(partition, ev.tenant, offset)
+        self.bootstrapped += len(events)
+        self.rebuild_apply([ev for _, ev in events])
+
+    async def finish_rebuild(self, tenants: Iterable[str] | None = None) -> None:
+        """Solve PageRank on the rebuilt graphs of ``tenants`` (all: None; in a thread: it is a full
+        solve), make every node due for a NodeEvent (see "State on restart"), mark the graphs stale
+        so their embeddings are recomputed, and start those recomputes."""
+        chosen = self.graphs.keys() if tenants is None else [t for t in tenants if t in self.graphs]
+        for g in [self.graphs[t] for t in chosen]:
             await asyncio.to_thread(g.start_pagerank, published=False)
             g.stale = g.state.num_nodes > 0
             if g.state.num_nodes:
                 self._unpublished.add(g.tenant)
             log.info("graph: rebuilt %s: %d nodes, %d edges", g.tenant, g.state.num_nodes, g.state.num_edges)
         self.recomputer.schedule(self.graphs)
+
+    async def assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """The rebalance gave this instance ``partitions``: drop the tenants that moved away, keep
+        those whose state is current, read what the others need (see
+        :mod:`~wavegraph.processors.graph_job.ownership`). A failure is kept and raised by the next
+        flush (aiokafka would only log an exception raised here)."""
+        if self.loader is None:
+            return
+        try:
+            committed = await self.loader.committed()
+            plan = self.owned.settle([tp.partition for tp in partitions], committed)
+            for tenant in plan.drop:
+                self.graphs.pop(tenant, None)
+                self._unpublished.discard(tenant)
+            if plan.read:
+                await self.recomputer.load_versions()  # others stored versions while they held them
+                reached = await self.loader.read(plan.read, self._load_apply)
+                for p, offset in reached.items():
+                    self.owned.cover(p, offset)
+                await self.finish_rebuild(self.owned.tenants(plan.read))
+            self._unpublished |= self.owned.tenants(plan.kept) & self.graphs.keys()  # deferred events
+            log.info(
+                "graph: partitions %s: kept %s, read %s, dropped %d tenants; holding %d tenants",
+                sorted(tp.partition for tp in partitions),
+                sorted(plan.kept),
+                {p: r for p, r in sorted(plan.read.items())},
+                len(plan.drop),
+                len(self.graphs),
+            )
+        except Exception as exc:
+            log.exception(
+                "graph: loading the tenants of %s failed", sorted(tp.partition for tp in partitions)
+            )
+            self._load_error = exc
 
     # -- the sink contract ----------------------------------------------------------------------------
     async def write(self, batch: Sequence[Item[EdgeLike]]) -> None:
@@ -232,10 +296,13 @@ class GraphJob:
         Raises :class:`~wavegraph.errors.SinkBackpressureError` when the broker does not acknowledge;
         the loop then redelivers the batch, which changes nothing in the graph (and is refused again
         where it was), and the next flush sends what is still due."""
+        if self._load_error is not None:
+            raise RuntimeError(f"loading tenants failed: {self._load_error!r}") from self._load_error
         items, self._buffer = self._buffer, []
         rejected: list[Rejection[EdgeLike]] = []
         accepted: list[EdgeLike] = []
         for it in items:
+            self.owned.note(it.partition, it.value.tenant, it.offset)
             reason = self.guard.refusal(it.value)
             if reason is None:
                 accepted.append(it.value)
@@ -259,10 +326,14 @@ class GraphJob:
     def next_deadline(self) -> float | None:
         """A deadline already passed (``0.0``) while NodeEvents are deferred, so the loop flushes as soon
         as a fetch comes back empty; ``None`` otherwise."""
-        return 0.0 if self._unpublished else None
+        return 0.0 if self._unpublished or self._load_error is not None else None
 
     def revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        """Nothing is held per partition (the graphs are whole tenants, see "Run one instance")."""
+        """Park the tenants of ``partitions`` (kept, not published) until the next assignment says
+        whether they stay (:meth:`assigned`)."""
+        parked = self.owned.tenants(tp.partition for tp in partitions)
+        self.owned.park(tp.partition for tp in partitions)
+        self._unpublished -= parked
 
     # -- publishing -----------------------------------------------------------------------------------
     async def _publish(self) -> None:
@@ -298,13 +369,17 @@ async def run_graph(
     options: GraphJobOptions | None = None,
     progress: JobProgress | None = None,
 ) -> dict[str, int]:
-    """Run the embedding job until ``stop`` is set; return its counters.
+    """Run the graph job (both stages: the tenant router and the graph) until ``stop`` is set; return
+    its counters.
 
-    ``started`` is set once the rebuild is done and the consumer is running. ``progress`` receives the
-    rebuild's and recomputes' progress (the CLI passes rich bars; default: none).
+    ``started`` is set once the graph stage's consumer is running (its tenants are loaded inside the
+    first rebalance). ``progress`` receives the loads' and recomputes' progress (the CLI passes rich
+    bars; default: none). A router that fails sets ``stop`` and its error is raised.
     """
     stats: dict[str, int] = {}
     progress = progress or NoProgress()
+    topics = settings.kafka.topics
+    await ensure_topics(settings.kafka, [topics.edges_by_tenant])
     async with AsyncExitStack() as stack:
         producer = make_producer(settings.kafka, client_id="wavegraph-graph-nodes")
         await producer.start()
@@ -316,34 +391,44 @@ async def run_graph(
         job = GraphJob(settings, producer, NodeStore(driver, pool), options=options, progress=progress)
         stack.push_async_callback(job.aclose)  # first on exit: recomputes end before their clients close
         await job.start()
-        decoder = edge_decoder(settings)
+        decoder: Decoder[EdgeLike] = edge_decoder(settings)
+        job.loader = TenantLoader(
+            settings.kafka,
+            topics.edges_by_tenant,
+            default_group_id(settings, "graph"),
+            decoder,
+            stop,
+            progress,
+        )
+        router = TenantRouter(
+            producer, topics.edges_by_tenant, job.guard, settings.runtime.default_retry_after_s
+        )
+        route: StreamProcessor[EdgeLike] = StreamProcessor(
+            settings, "graph-route", [topics.edges], decoder, [router]
+        )
 
-        async def rebuild(proc: StreamProcessor[EdgeLike]) -> None:
-            """State from the topic up to the group's commits, before the group consumes."""
-            stats["bootstrapped"] = await rebuild_from_topic(
-                settings.kafka,
-                settings.kafka.topics.edges,
-                proc.group_id,
-                decoder,
-                job.rebuild_apply,
-                stop,
-                progress=progress,
-            )
-            if not stop.is_set():
-                await job.finish_rebuild()
+        async def run_router(done: asyncio.Event) -> None:
+            try:
+                await route.run(done)
+            except BaseException:
+                stop.set()
+                raise
 
         stats.update(
             await run_pipeline(
                 settings,
                 "graph",
-                [settings.kafka.topics.edges],
+                [topics.edges_by_tenant],
                 decoder,
                 [job],
                 stop,
                 started=started,
-                prepare=rebuild,
+                background=[run_router],
             )
         )
+        stats.update({f"route_{k}": v for k, v in route.stats.items()})
+        stats["routed"] = router.routed
+    stats["dead_letters"] += stats["route_dead_letters"]
     stats.update(job.stats)
     stats["tenants"] = len(job.graphs)
     stats["nodes"] = sum(g.state.num_nodes for g in job.graphs.values())

@@ -94,8 +94,11 @@ class Recomputer:
         self._closed = asyncio.Event()
 
     async def load_versions(self) -> None:
-        """Continue each tenant's version numbers after the newest stored one."""
-        self.versions = await self.store.latest_versions()
+        """Continue each tenant's version numbers after the newest stored one (or the newest this
+        process handed out, when that is higher: a recompute may be storing it right now)."""
+        stored = await self.store.latest_versions()
+        for tenant, version in stored.items():
+            self.versions[tenant] = max(version, self.versions.get(tenant, 0))
 
     def running(self) -> list[asyncio.Task[None]]:
         return [t for t in self._tasks.values() if not t.done()]

@@ -37,7 +37,7 @@ def prefix() -> str:
 async def job_settings(migrated: Settings, prefix: str) -> AsyncIterator[Settings]:
     suffix = uuid.uuid4().hex[:10]
     topics = migrated.kafka.topics.model_copy(
-        update={name: f"test.graph.{name}.{suffix}" for name in ("edges", "nodes", "dlq")}
+        update={name: f"test.graph.{name}.{suffix}" for name in ("edges", "edges_by_tenant", "nodes", "dlq")}
     )
     settings = migrated.model_copy(
         update={
@@ -47,7 +47,7 @@ async def job_settings(migrated: Settings, prefix: str) -> AsyncIterator[Setting
             "graph": migrated.graph.model_copy(update={"recompute_fraction": 1e-9}),
         }
     )
-    names = [topics.edges, topics.nodes, topics.dlq]
+    names = [topics.edges, topics.edges_by_tenant, topics.nodes, topics.dlq]
     await ensure_topics(settings.kafka, names, partitions=PARTITIONS)
     yield settings
     await delete_topics(settings.kafka, names)

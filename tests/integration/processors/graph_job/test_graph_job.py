@@ -3,8 +3,9 @@
 One scenario on Les Misérables (77 nodes, 254 undirected edges, sent in both directions; weights ≥ 2 are
 split over two relationship types, which the job sums back): PageRank in the NodeEvents against
 ``networkx.pagerank``; HAA stored in Neo4j and PostgreSQL for every node; a restart (same group)
-that rebuilds its state from the topic and applies deletions; a replay (new group) that stores the same
-rows again. Tenant ``acme`` (a known one), isolated by a unique node-id prefix, cleaned up afterwards.
+that rebuilds its state from the tenant-keyed copy of the topic and applies deletions; a replay (new
+group) that stores the same rows again. Tenant ``acme`` (a known one), isolated by a unique node-id
+prefix, cleaned up afterwards.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ async def test_pagerank_events_haa_storage_restart_and_replay(job_settings: Sett
 
     # 1. the whole graph: NodeEvents match networkx, HAA stored everywhere
     first = await run_job_until(s, lambda: settled(full), "PageRank and HAA of the full graph")
-    assert first["bootstrapped"] == 0 and first["dead_letters"] == 1
-    assert first["consumed"] == len(upserts) + 1 and first["recomputes"] >= 1
+    assert first["bootstrapped"] == 0 and first["dead_letters"] == first["route_dead_letters"] == 1
+    assert first["route_consumed"] == len(upserts) + 1 and first["routed"] == len(upserts)
+    assert first["consumed"] == len(upserts) and first["recomputes"] >= 1
     assert n <= first["node_events"] == node_topic.count
     rows = await pg_rows(s, prefix)
     await assert_stored_everywhere(s, prefix, rows, n)
@@ -68,8 +70,8 @@ async def test_pagerank_events_haa_storage_restart_and_replay(job_settings: Sett
     reduced.remove_edges_from([*doomed.edges(), *(e[::-1] for e in doomed.edges())])
     version = max(r.version for r in rows.values())
     second = await run_job_until(s, lambda: settled(reduced, version), "PageRank after the deletions")
-    assert second["bootstrapped"] == len(upserts) + 1
-    assert second["consumed"] == len(deletes) and second["dead_letters"] == 0
+    assert second["bootstrapped"] == len(upserts)  # the tenant-keyed copy holds the valid events only
+    assert second["consumed"] == second["route_consumed"] == len(deletes) and second["dead_letters"] == 0
     # every node is published again after a restart (once, or twice when a flush before the deletes
     # already sent the rebuilt scores)
     assert n <= second["node_events"] <= 2 * n
@@ -82,7 +84,10 @@ async def test_pagerank_events_haa_storage_restart_and_replay(job_settings: Sett
     )
     version = max(r.version for r in after_restart.values())
     third = await run_job_until(replay, lambda: settled(reduced, version), "the replay")
-    assert third["bootstrapped"] == 0 and third["consumed"] == len(upserts) + 1 + len(deletes)
+    assert third["bootstrapped"] == 0 and third["route_consumed"] == len(upserts) + 1 + len(deletes)
+    # the new group's router copies every event again: the copy then holds each twice (harmless: a
+    # replayed event changes no weight), and the graph stage may settle before reading every copy
+    assert third["consumed"] >= len(upserts) + len(deletes)
     replayed = await pg_rows(s, prefix)
     assert replayed.keys() == after_restart.keys()
     for node, row in replayed.items():

@@ -79,14 +79,15 @@ async def test_hostile_edges_are_dead_lettered_and_the_good_graph_is_published(
         return pagerank_l1(await node_topic.poll(), full) <= 1e-6 and len(dead) >= len(bad) and len(rows) == n
 
     stats = await run_job_until(s, settled, "the good graph's PageRank and the dead letters")
-    assert stats["consumed"] == len(values) and stats["dead_letters"] == len(bad)
+    assert stats["route_consumed"] == len(values) and stats["dead_letters"] == len(bad)
+    assert stats["consumed"] == stats["routed"] == len(good)  # the router refused them: not copied
     edges = {TopicPartition(s.kafka.topics.edges, p): 0 for p in range(PARTITIONS)}
     records = {(rec.partition, rec.offset): rec.value for rec in await read_new(s.kafka, edges)}
     named = [records[int(h["partition"]), int(h["offset"])] for h in dead]
     assert sorted(named) == sorted(bad)  # exactly the hostile records, each once
     for value, headers in zip(named, dead, strict=True):
         assert headers["reason"].startswith(bad[value]) and headers["topic"] == s.kafka.topics.edges
-        assert headers["code"] == "sink_refused" and headers["processor"] == "graph"
+        assert headers["code"] == "sink_refused" and headers["processor"] == "graph-route"
     assert set(node_topic.latest) == set(full)  # no hostile node was published
     assert {node for node, _, _ in await neo4j_nodes(s, prefix)} == set(full)
     assert stats["node_events_refused"] == 0 and stats["pagerank_resets"] == 0

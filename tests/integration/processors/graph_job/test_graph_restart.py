@@ -3,8 +3,9 @@
 ``graph.max_node_events`` is 2, so Les Misérables' 77 nodes take ~39 flushes to publish; in the first
 run a fetch waits 1 s before the job flushes again without new records, so the drain is slow. The job
 is stopped as soon as the group has committed every edge, while most NodeEvents are still deferred in
-memory. The second run (same group, fast fetches) rebuilds the graph from the topic, consumes nothing
-new, and must still publish every node: the last event of each node then matches networkx.
+memory. The second run (same group, fast fetches) rebuilds the graph from the tenant-keyed copy of
+the topic, consumes nothing new, and must still publish every node: the last event of each node then
+matches networkx.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ async def test_node_events_deferred_when_the_job_stopped_are_published_after_the
     group = f"{slow.runtime.group_prefix}.graph"
 
     async def committed_everything() -> bool:
-        offsets = await committed_offsets(slow.kafka, group, slow.kafka.topics.edges)
+        offsets = await committed_offsets(slow.kafka, group, slow.kafka.topics.edges_by_tenant)
         return sum(offsets.values()) == len(upserts)
 
     first = await run_job_until(slow, committed_everything, "the commit of every edge")
