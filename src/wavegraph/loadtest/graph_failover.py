@@ -67,13 +67,23 @@ class _Tenant:
     second: list[bytes]
 
 
-def _workload(plan: FailoverPlan, run: str) -> list[_Tenant]:
+def _tenant_names(plan: FailoverPlan, run: str, partitions: int) -> list[str]:
+    """``plan.tenants`` names spread round-robin over the copy's partitions (a name is taken for
+    partition ``i % partitions``), so both instances hold tenants whatever the hash gives."""
+    names: list[str] = []
+    candidates = (f"lt-gf-{run}-{k}" for k in range(10**6))
+    while len(names) < plan.tenants:
+        want = len(names) % partitions
+        names.append(next(c for c in candidates if _partition_of(c, partitions) == want))
+    return names
+
+
+def _workload(plan: FailoverPlan, names: list[str]) -> list[_Tenant]:
     """Per tenant: a random weighted digraph in two halves; the second adds edges, re-weights a tenth
     of the first half's and deletes another tenth."""
     rng = np.random.default_rng(plan.seed)
     out = []
-    for t in range(plan.tenants):
-        tenant = f"lt-gf-{run}-{t}"
+    for tenant in names:
 
         def edge(
             src: int, dst: int, weight: float, ts: float, op: str = "upsert", tenant: str = tenant
@@ -154,9 +164,9 @@ def _instance(settings: Settings, i: int) -> Settings:
     return settings.model_copy(update={"runtime": settings.runtime.model_copy(update={"instance": i})})
 
 
-def _partition_of(settings: Settings, tenant: str) -> int:
+def _partition_of(tenant: str, partitions: int) -> int:
     """The partition the producer's default partitioner gives key ``tenant`` (murmur2, as Java's)."""
-    return (murmur2(tenant.encode()) & 0x7FFFFFFF) % settings.kafka.partitions
+    return (murmur2(tenant.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def _until(what: str, timeout_s: float, check: Any, workers: Sequence[WorkerProcess]) -> float:
@@ -175,7 +185,7 @@ async def run_graph_failover(
 ) -> dict[str, Any]:
     """Run the scenario (see the module docstring) on ``settings``' services; return its report."""
     run = f"{int(time.time() * 1000) % 10**10:010d}"
-    tenants = _workload(plan, run)
+    tenants = _workload(plan, _tenant_names(plan, run, settings.kafka.partitions))
     topics = settings.kafka.topics.model_copy(
         update={n: f"loadtest.graph-failover.{run}.{n}" for n in ("edges", "edges_by_tenant", "nodes", "dlq")}
     )
@@ -235,7 +245,7 @@ async def _scenario(
     first_s = await _until("the first half's PageRank", plan.timeout_s, lambda: settled(first), workers)
 
     owner = {p: i for i, w in enumerate(workers) for p in _assignments(w.log)[-1]["partitions"]}
-    home = {t.name: _partition_of(s, t.name) for t in tenants}
+    home = {t.name: _partition_of(t.name, s.kafka.partitions) for t in tenants}
     held = [sum(1 for t in tenants if owner.get(home[t.name]) == i) for i in range(2)]
     victim = int(np.argmax(held))
     survivor = workers[1 - victim]

@@ -23,4 +23,5 @@ async def test_the_survivor_takes_the_killed_instances_tenants_over(services: Se
     # the takeover read the moved tenants' partitions from the log and kept its own without reading
     (takeover,) = [a for a in report["survivor_assignments"] if a["partitions"]][-1:]
     assert len(takeover["partitions"]) == report["partitions"] and takeover["read"] != "{}"
+    assert report["survivor_tenants"] > 0 and report["survivor_kept"]  # tenants spread over partitions
     assert report["first_event_of_a_moved_tenant_s"] is not None  # the moved tenants' events went on
