@@ -59,8 +59,9 @@ class KafkaSettings(_Section):
     replication_factor: int | None = Field(None, ge=1)
     min_insync_replicas: int | None = Field(None, ge=1)
     topics: TopicsSettings = TopicsSettings()
-    # Transcript events go out in Kafka transactions with the consumed offsets (exactly once for a
-    # read_committed consumer; wavegraph.streams.transactions); false: published, then committed.
+    # Transcript and node events go out in Kafka transactions with the consumed offsets (exactly once
+    # for a read_committed consumer; wavegraph.streams.transactions, processors/graph_job/publish.py);
+    # false: published, then committed.
     exactly_once: bool = True
     transactional_id_prefix: str = "wavegraph"
     # An open transaction of a worker that died is aborted after this long at the latest (a restarted

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -49,8 +51,16 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
 from wavegraph.errors import SinkFatalError
+from wavegraph.settings import KafkaSettings
 
-__all__ = ["METADATA_PREFIX", "OutboxRow", "OutboxStore", "TransactionalOutbox", "outbox_seq"]
+__all__ = [
+    "METADATA_PREFIX",
+    "OutboxRow",
+    "OutboxStore",
+    "TransactionalOutbox",
+    "outbox_seq",
+    "transactional_id",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +93,14 @@ class OutboxStore(Protocol):
     async def prune(self, group: str, tp: TopicPartition, upto: int) -> None:
         """Delete the rows of ``tp`` with ``seq < upto``."""
         ...
+
+
+def transactional_id(kafka: KafkaSettings, group: str, instance: int | None) -> str:
+    """``<kafka.transactional_id_prefix>-<group>-<instance>``: stable per worker when ``instance`` is
+    set (a restarted worker fences the one it replaces), else unique to this process (see the module
+    docstring)."""
+    worker = str(instance) if instance is not None else f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    return f"{kafka.transactional_id_prefix}-{group}-{worker}"
 
 
 def outbox_seq(metadata: str | None) -> int:

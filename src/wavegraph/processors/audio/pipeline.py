@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import uuid
 from contextlib import AsyncExitStack
 
 from aiokafka import TopicPartition
@@ -41,7 +39,7 @@ from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import TranscriptStore
 from wavegraph.streams.pipeline import run_pipeline
 from wavegraph.streams.processor import default_group_id
-from wavegraph.streams.transactions import TransactionalOutbox
+from wavegraph.streams.transactions import TransactionalOutbox, transactional_id
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +113,10 @@ async def _sink(
         stack.push_async_callback(producer.stop)
         return AudioSink(settings, transcriber, embedder, store, producer)
     group = default_group_id(settings, "audio")
-    instance = settings.runtime.instance
-    worker = str(instance) if instance is not None else f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    transactional_id = f"{kafka.transactional_id_prefix}-{group}-{worker}"
     producer = make_producer(
-        kafka, client_id="wavegraph-audio-transcripts", transactional_id=transactional_id
+        kafka,
+        client_id="wavegraph-audio-transcripts",
+        transactional_id=transactional_id(kafka, group, settings.runtime.instance),
     )
     await producer.start()  # fences (aborts) the open transaction of the worker this one replaces
     stack.push_async_callback(producer.stop)

@@ -27,7 +27,8 @@ together by every instance:
 4. publishes ``wavegraph.nodes.v1`` events for the nodes whose score changed beyond the publish budget
    (new nodes, then the largest changes until the published scores are within ``publish_l1`` in L1,
    at most ``max_node_events`` per tenant and flush), keyed ``tenant/node``, and awaits the broker's
-   acknowledgement (acks=all) before ``flush`` returns (:mod:`~wavegraph.processors.graph_job.publish`).
+   acknowledgement (acks=all) before ``flush`` returns — or, exactly once, stages them for the
+   transaction of the next commit (:mod:`~wavegraph.processors.graph_job.publish`).
    What the cap defers goes out with the next
    flush: the job is a :class:`~wavegraph.streams.sink.CommitGate` whose ``next_deadline`` has passed
    while events are deferred, so the loop flushes again as soon as a fetch comes back empty;
@@ -66,27 +67,28 @@ first. Any other exception in ``flush`` is a bug and propagates (the job stops r
 work it did not do).
 
 Commit rule: a committed offset covers exactly the events whose graph change is in the state (or that
-were dead-lettered). NodeEvents are a projection of that state and are not covered by the commit: the
-cap may leave some deferred in memory when the offsets are committed.
+were dead-lettered). NodeEvents are a projection of that state: the cap may leave some deferred in
+memory when the offsets are committed (exactly once: what was staged goes in the commit's transaction).
 
 State on restart and takeover: the tenants of each assigned partition are rebuilt from the tenant-keyed
 copy, from the beginning (or from where the state this instance still holds ends) up to the group's
 committed offset, by a separate consumer that never commits
-(:mod:`~wavegraph.processors.graph_job.bootstrap`), inside the rebalance; then the group continues
-where it committed. **After the rebuild every node is due again** (its score counts as
-never published), so every node gets a NodeEvent with its current score, at most ``max_node_events``
-per tenant and flush. Why not hold the commit back while events are deferred
-(:class:`~wavegraph.streams.sink.CommitGate`)? It is not enough: a node published after the commit
-whose score later returns to its committed value, while that return is deferred, would keep its stale
-event forever (the restart believes the committed scores were published). Knowing what was published
-would need a durable record per NodeEvent (a table written before and after each send) or a scan of
-the nodes topic; republishing costs one event per node per restart — the same order as the rebuild's
-own pass over the edge topic — needs no extra store, never holds commits back (no unbounded replay
-under a sustained backlog) and is exact. A tenant that moves to another instance is republished
-the same way by its new owner; the old owner stops publishing it when the partition is revoked (a
-batch that outlived the commit deadline of the rebalance may still send some of its events: the
-latest value per key is still right). Recomputes running for a tenant that moved finish on the old
-owner; the new owner continues the tenant's version numbers from the store when it loads the tenant.
+(:mod:`~wavegraph.processors.graph_job.bootstrap`), inside the rebalance; then the group continues where
+it committed. **What was published is read back**: the latest committed NodeEvent of each loaded node on
+the compacted nodes topic (:func:`~wavegraph.processors.graph_job.bootstrap.read_published`), and only
+the nodes whose current score differs from it are due (at most ``max_node_events`` per tenant and flush;
+deferred updates are therefore never lost to a crash, and nothing is published twice). Why not hold the
+commit back while events are deferred (:class:`~wavegraph.streams.sink.CommitGate`)? It is not enough: a
+node published after the commit whose score later returns to its committed value, while that return is
+deferred, would keep its stale event forever; reading the topic back knows what consumers see. **Exactly
+once** (``kafka.exactly_once``): the NodeEvents of a batch are staged and sent in the Kafka transaction
+that commits the batch's offsets (:mod:`~wavegraph.processors.graph_job.publish`), so a
+``read_committed`` consumer sees them if and only if the offsets moved, and the read-back (also
+``read_committed``) sees exactly that. A tenant that moves to another instance is read back the same way
+by its new owner; the old owner stops publishing it when the partition is revoked (a batch that outlived
+the commit deadline of the rebalance may still send some of its events: the latest value per key is
+still right). Recomputes running for a tenant that moved finish on the old owner; the new owner
+continues the tenant's version numbers from the store when it loads the tenant.
 
 Replays are idempotent: a replayed event changes no weight, so nothing is recomputed or published for
 it. A NodeEvent's id is ``id(tenant, node, embedding_version)``, so one republished after a restart
@@ -100,7 +102,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -124,6 +126,7 @@ from wavegraph.streams.pipeline import run_pipeline
 from wavegraph.streams.processor import Decoder, StreamProcessor, default_group_id
 from wavegraph.streams.sink import Item, Rejection
 from wavegraph.streams.topics import ensure_topics
+from wavegraph.streams.transactions import transactional_id
 
 __all__ = ["GraphJob", "GraphJobOptions", "run_graph"]
 
@@ -169,6 +172,8 @@ class GraphJob:
         *,
         options: GraphJobOptions | None = None,
         progress: JobProgress | None = None,
+        group_id: str | None = None,
+        transactional: bool = False,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -183,9 +188,16 @@ class GraphJob:
             progress=progress or NoProgress(),
             retry_after_s=self.options.retry_after_s,
         )
-        self.publisher = NodePublisher(producer, self.topic, settings.runtime.default_retry_after_s)
+        self.group_id = group_id or default_group_id(settings, "graph")
+        self.publisher = NodePublisher(
+            producer,
+            self.topic,
+            settings.runtime.default_retry_after_s,
+            transactional=transactional,
+        )
         self.rebuild_refused = 0
         self.bootstrapped = 0  # records read to load tenants (at start and on taking over partitions)
+        self.restored = 0  # loaded nodes whose latest NodeEvent was read back (not published again)
         self.owned = PartitionTenants()
         self.loader: TenantLoader | None = None  # None: no Kafka behind the job (a test drives it)
         self._load_error: BaseException | None = None
@@ -197,8 +209,11 @@ class GraphJob:
         return {
             "node_events": self.publisher.sent,
             "node_events_refused": self.publisher.refused,
+            "node_transactions": self.publisher.transactions,
+            "node_transactions_aborted": self.publisher.aborted,
             "rebuild_refused": self.rebuild_refused,
             "bootstrapped": self.bootstrapped,
+            "restored": self.restored,
             "pagerank_resets": sum(g.pagerank_resets for g in self.graphs.values()),
             **self.recomputer.stats,
         }
@@ -238,13 +253,21 @@ class GraphJob:
         self.bootstrapped += len(events)
         self.rebuild_apply([ev for _, ev in events])
 
-    async def finish_rebuild(self, tenants: Iterable[str] | None = None) -> None:
+    async def finish_rebuild(
+        self,
+        tenants: Iterable[str] | None = None,
+        published: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
         """Solve PageRank on the rebuilt graphs of ``tenants`` (all: None; in a thread: it is a full
-        solve), make every node due for a NodeEvent (see "State on restart"), mark the graphs stale
-        so their embeddings are recomputed, and start those recomputes."""
+        solve), take ``published`` (tenant → node → score on the topic) as what was published — every
+        node when None (see "State on restart") — mark the graphs stale so their embeddings are
+        recomputed, and start those recomputes."""
         chosen = self.graphs.keys() if tenants is None else [t for t in tenants if t in self.graphs]
         for g in [self.graphs[t] for t in chosen]:
             await asyncio.to_thread(g.start_pagerank, published=False)
+            if published is not None:
+                g.restore_published(published.get(g.tenant, {}))
+                self.restored += len(published.get(g.tenant, {}))
             g.stale = g.state.num_nodes > 0
             if g.state.num_nodes:
                 self._unpublished.add(g.tenant)
@@ -269,7 +292,8 @@ class GraphJob:
                 reached = await self.loader.read(plan.read, self._load_apply)
                 for p, offset in reached.items():
                     self.owned.cover(p, offset)
-                await self.finish_rebuild(self.owned.tenants(plan.read))
+                loaded = self.owned.tenants(plan.read)
+                await self.finish_rebuild(loaded, await self.loader.published(loaded))
             self._unpublished |= self.owned.tenants(plan.kept) & self.graphs.keys()  # deferred events
             log.info(
                 "graph: partitions %s: kept %s, read %s, dropped %d tenants; holding %d tenants",
@@ -335,6 +359,20 @@ class GraphJob:
         self.owned.park(tp.partition for tp in partitions)
         self._unpublished -= parked
 
+    # -- exactly once: the NodeEvents in the commit's transaction -------------------------------------
+    @property
+    def transactional(self) -> bool:
+        return self.publisher.transactional
+
+    def owes(self, tp: TopicPartition | None = None) -> bool:
+        """Staged NodeEvents make a commit due (whichever partition's records caused them)."""
+        return self.publisher.owes
+
+    async def commit_offsets(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Publish the staged NodeEvents and commit ``offsets`` in one transaction."""
+        await self.publisher.commit(offsets, self.group_id)
+        return offsets
+
     # -- publishing -----------------------------------------------------------------------------------
     async def _publish(self) -> None:
         picks: list[Pick] = []
@@ -380,28 +418,40 @@ async def run_graph(
     progress = progress or NoProgress()
     topics = settings.kafka.topics
     await ensure_topics(settings.kafka, [topics.edges_by_tenant])
+    kafka = settings.kafka
+    group = default_group_id(settings, "graph")
     async with AsyncExitStack() as stack:
-        producer = make_producer(settings.kafka, client_id="wavegraph-graph-nodes")
-        await producer.start()
+        producer = make_producer(
+            kafka,
+            client_id="wavegraph-graph-nodes",
+            transactional_id=transactional_id(kafka, group, settings.runtime.instance)
+            if kafka.exactly_once
+            else None,
+        )
+        await producer.start()  # exactly once: fences the open transaction of the worker it replaces
         stack.push_async_callback(producer.stop)
+        routing = make_producer(kafka, client_id="wavegraph-graph-route")
+        await routing.start()
+        stack.push_async_callback(routing.stop)
         driver = neo4j_driver(settings.neo4j)
         stack.push_async_callback(driver.close)
         pool = await pg_pool(settings.postgres, max_size=2)
         stack.push_async_callback(pool.close)
-        job = GraphJob(settings, producer, NodeStore(driver, pool), options=options, progress=progress)
+        job = GraphJob(
+            settings,
+            producer,
+            NodeStore(driver, pool),
+            options=options,
+            progress=progress,
+            group_id=group,
+            transactional=kafka.exactly_once,
+        )
         stack.push_async_callback(job.aclose)  # first on exit: recomputes end before their clients close
         await job.start()
         decoder: Decoder[EdgeLike] = edge_decoder(settings)
-        job.loader = TenantLoader(
-            settings.kafka,
-            topics.edges_by_tenant,
-            default_group_id(settings, "graph"),
-            decoder,
-            stop,
-            progress,
-        )
+        job.loader = TenantLoader(kafka, topics.edges_by_tenant, topics.nodes, group, decoder, stop, progress)
         router = TenantRouter(
-            producer, topics.edges_by_tenant, job.guard, settings.runtime.default_retry_after_s
+            routing, topics.edges_by_tenant, job.guard, settings.runtime.default_retry_after_s
         )
         route: StreamProcessor[EdgeLike] = StreamProcessor(
             settings, "graph-route", [topics.edges], decoder, [router]

@@ -21,7 +21,7 @@ and :attr:`TenantGraph.pagerank_resets` counts it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -133,8 +133,24 @@ class TenantGraph:
         return chosen, np.maximum(x[chosen], 0.0)
 
     def mark_published(self, nodes: IndexArray, values: FloatArray) -> None:
-        """Record that the broker acknowledged ``values`` for ``nodes`` (indices from :meth:`due_events`)."""
+        """Record that the broker acknowledged ``values`` for ``nodes`` (indices from :meth:`due_events`),
+        or, in exactly-once mode, that they wait in the next transaction."""
         self._published[nodes] = values
+
+    def forget_published(self, nodes: IndexArray) -> None:
+        """``nodes``' last events never became visible (their transaction aborted): due again."""
+        self._published[nodes] = np.nan
+
+    def restore_published(self, values: Mapping[str, float]) -> None:
+        """After a load: the nodes' latest events on the topic are ``values`` (node id → score); the
+        other nodes count as never published."""
+        n = self.state.num_nodes
+        self._published = np.full(n, np.nan)
+        ids = self.state.node_ids
+        for i in range(n):
+            v = values.get(ids[i])
+            if v is not None:
+                self._published[i] = v
 
     # -- embeddings ---------------------------------------------------------------------------------
     def recompute_due(self, fraction: float) -> bool:

@@ -55,9 +55,16 @@ def pagerank_l1(scores: dict[str, float], graph: nx.DiGraph) -> float:
 async def read_new(
     kafka: KafkaSettings, positions: dict[TopicPartition, int]
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """The records from ``positions`` to the current ends (``positions`` move on), with a short-lived
-    consumer, so no consumer task of the test's outlives a read."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=None, enable_auto_commit=False)
+    """The committed records from ``positions`` to the current last stable offsets (``positions``
+    move on), read ``read_committed`` (the NodeEvents are transactional) with a short-lived consumer,
+    so no consumer task of the test's outlives a read. Positions follow the consumer's, which step
+    over transaction markers (a marker is never a record)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     out: list[ConsumerRecord[bytes, bytes]] = []
     try:
@@ -67,9 +74,10 @@ async def read_new(
             consumer.seek(tp, position)
         while any(positions[tp] < ends[tp] for tp in positions):
             batches = await consumer.getmany(timeout_ms=500)
-            for tp, records in batches.items():
+            for records in batches.values():
                 out += records
-                positions[tp] = records[-1].offset + 1
+            for tp in positions:
+                positions[tp] = max(positions[tp], await consumer.position(tp))
     finally:
         await consumer.stop()
     return out
