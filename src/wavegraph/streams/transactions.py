@@ -208,8 +208,13 @@ class TransactionalOutbox:
         """Publish every owed event of the partitions in ``offsets`` (and of any other partition owing
         events whose committed offset is known) and commit the offsets, in one transaction.
 
+        A partition not recovered yet (the sink saw none of its records: all were dead letters) is
+        recovered first, so its offsets are committed too and what a dead worker owed on it goes out.
         Returns the offsets committed. A broker error aborts the transaction and propagates (nothing
         was committed; the events stay owed); a fenced producer raises :class:`SinkFatalError`."""
+        unknown = [tp for tp in offsets if tp not in self._next]
+        if unknown:  # e.g. every record of the partition so far was a dead letter: the sink never saw it
+            await self.recover(unknown)
         plan: dict[TopicPartition, int] = dict(offsets)
         for tp, rows in self._owed.items():
             if rows and tp not in plan and tp in self._offsets:

@@ -36,6 +36,7 @@ from audio_kafka import (
     send,
     unique_settings,
 )
+from audio_kafka import record as audio_record
 
 from wavegraph.clients import make_producer
 from wavegraph.events import TranscriptEvent, encode
@@ -289,4 +290,26 @@ async def test_events_stored_but_never_published_are_published_once_by_the_next_
         assert [r["seq"] for r in left] == [3 + stats["stored"]]  # published rows pruned, the last kept
     finally:
         await pool.close()
+        await drop_topics(settings)
+
+
+async def test_a_partition_of_dead_letters_only_is_committed_too(
+    audio_db: Settings, embedder: TextEmbedder
+) -> None:
+    """Only records the decoder refuses (a tenant without an API key) on the topic: the
+    transactional commit covers their partition, although the sink never saw one of its records (it
+    used to be left out of every transaction: uncommitted for as long as the processor ran)."""
+    settings = unique_settings(audio_db, window_s=WINDOW_S, idle_flush_s=600.0)
+    await create_topics(settings, 2)
+    try:
+        stream = f"bad-{uuid.uuid4().hex[:8]}"
+        bad = [audio_record(b"\0" * 3200, stream, seq, tenant="nobody") for seq in range(3)]
+        await send(settings, bad, partition=1)
+
+        async def committed_to_the_end() -> bool:
+            return (await committed(settings)).get(1) == len(bad)
+
+        stats = await run_until(settings, committed_to_the_end, embedder=embedder, timeout=60)
+        assert stats["dead_letters"] == len(bad)
+    finally:
         await drop_topics(settings)
