@@ -206,6 +206,22 @@ class Segment(_Event):
     text: str
 
 
+class WindowCursor(_Event):
+    """Where a window's audio came from and where its stream stands after it (the transcription sink's
+    stream cursor, :mod:`wavegraph.processors.audio.cursor`): the first and last chunk ``seq`` of the
+    window, then the position after it (``next_seq``, ``skip`` samples of it already transcribed, the
+    stream time ``start_s`` and index ``next_window`` of the next window, ``final`` once the stream ended).
+    """
+
+    first_seq: int = Field(ge=0, le=INT64_MAX)
+    last_seq: int = Field(ge=0, le=INT64_MAX)
+    next_seq: int = Field(ge=0, le=INT64_MAX)
+    skip: int = Field(ge=0, le=INT64_MAX)
+    start_s: float = Field(ge=0.0, allow_inf_nan=False)
+    next_window: int = Field(ge=0, le=INT64_MAX)
+    final: bool = False
+
+
 class TranscriptEvent(_Event):
     """One transcribed window of an audio stream (``wavegraph.transcripts.v1``)."""
 
@@ -221,6 +237,11 @@ class TranscriptEvent(_Event):
     processing_ms: float = Field(ge=0.0)
     xrt: float = Field(ge=0.0)
     event_id: str = ""
+    # Optional (absent in events published before it existed, which stay valid): the stream cursor the
+    # transcription sink stores with the window (``embeddings.metadata``: first/last seq and position), so
+    # that ``wavegraph replay --target postgres`` can rebuild those rows from the topic alone. It takes no
+    # part in ``event_id``.
+    cursor: WindowCursor | None = None
 
     @model_validator(mode="after")
     def _fill_id(self) -> TranscriptEvent:

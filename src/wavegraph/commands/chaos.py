@@ -43,6 +43,14 @@ def _run(
         raise typer.Exit(1)
 
 
+def _three_brokers(heap: str) -> Settings:
+    """The settings of a throwaway 3-broker cluster (RF 3), each broker with ``heap``."""
+    from wavegraph.devservices.kafka import with_brokers
+
+    settings = with_brokers(load_settings(), 3)
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+
+
 @app.command("neo4j-outage")
 def neo4j_outage(
     seconds: float = typer.Option(60.0, "--seconds", min=1, help="How long Neo4j stays stopped."),
@@ -215,12 +223,10 @@ def rebalance(
     """SIGKILL one of several edge workers under load and start another, on a throwaway 3-broker cluster
     (RF 3): 0 lost, 0 duplicates in Neo4j (content check), every revocation flushed and committed in
     time, the lag drains."""
-    from wavegraph.devservices.kafka import with_brokers
     from wavegraph.loadtest.rebalance import RebalancePlan, run_rebalance
 
     plan = RebalancePlan(workers=workers, rate=rate, seconds=seconds, kill_at_s=kill_at, join_at_s=join_at)
-    settings = with_brokers(load_settings(), 3)
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+    settings = _three_brokers(heap)
 
     async def scenario(s: Settings) -> dict[str, Any]:
         return await run_rebalance(s, plan)
@@ -241,12 +247,10 @@ def graph_failover(
     """SIGKILL one of two graph-job instances: its tenants' PageRank and NodeEvents go on on the other,
     equal to the single-instance result (L1 <= 1e-6), and the survivor keeps its own tenants without
     reloading them."""
-    from wavegraph.devservices.kafka import with_brokers
     from wavegraph.loadtest.graph_failover import FailoverPlan, run_graph_failover
 
     plan = FailoverPlan(tenants=tenants, nodes=nodes, edges=edges, timeout_s=timeout)
-    settings = with_brokers(load_settings(), 3)
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+    settings = _three_brokers(heap)
 
     async def scenario(s: Settings) -> dict[str, Any]:
         return await run_graph_failover(s, plan)

@@ -111,17 +111,23 @@ class StoredWindow:
     segment_embeddings: np.ndarray
     """``(len(event.segments), 384)``."""
 
-    def metadata(self) -> bytes:
+    def event_metadata(self) -> dict[str, object]:
+        """The part of :meth:`metadata` the event alone gives."""
         e = self.event
+        return {
+            "stream_id": e.stream_id,
+            "window": e.window,
+            "start_s": e.start_s,
+            "end_s": e.end_s,
+            "model": e.model,
+        }
+
+    def metadata(self) -> bytes:
         return orjson.dumps(
             {
-                "stream_id": e.stream_id,
-                "window": e.window,
-                "start_s": e.start_s,
-                "end_s": e.end_s,
+                **self.event_metadata(),
                 "first_seq": self.first_seq,
                 "last_seq": self.last_seq,
-                "model": e.model,
                 "position": self.position.to_json(),
             }
         )

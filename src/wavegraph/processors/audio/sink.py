@@ -85,7 +85,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from wavegraph.errors import InvalidEvent, MissingPrerequisite, ModelCorrupt, SinkBackpressureError
-from wavegraph.events import Segment, TranscriptEvent, encode
+from wavegraph.events import Segment, TranscriptEvent, WindowCursor, encode
 from wavegraph.processors.asr.engine import Transcriber, Transcript
 from wavegraph.processors.asr.windows import Window, WindowAssembler
 from wavegraph.processors.audio.cursor import (
@@ -465,6 +465,7 @@ class AudioSink:
                     device=t.device,
                     processing_ms=t.processing_ms,
                     xrt=t.xrt,
+                    cursor=_cursor(job),
                 )
                 job.payload = encode(job.event)
                 if self._outbox is not None and len(job.payload) > self._max_event_bytes:
@@ -600,6 +601,20 @@ class AudioSink:
             embedding=job.vectors[0],
             segment_embeddings=job.vectors[1:],
         )
+
+
+def _cursor(job: _Job) -> WindowCursor:
+    """What :meth:`StoredWindow.metadata` stores beyond the event, carried in it for the replay."""
+    p = job.position
+    return WindowCursor(
+        first_seq=int(job.window.first_seq),
+        last_seq=int(job.window.last_seq),
+        next_seq=int(p.next_seq),
+        skip=int(p.skip),
+        start_s=float(p.start_s),
+        next_window=int(p.next_window),
+        final=bool(p.final),
+    )
 
 
 def _event_key(job: _Job) -> bytes:

@@ -29,7 +29,7 @@ __all__ = ["EdgeReplay", "replay_edges"]
 
 @dataclass
 class EdgeReplay:
-    """What a replay read and wrote."""
+    """What a replay read and wrote (the transcript replay adds its own counts to these)."""
 
     records: int = 0
     skipped_invalid: int = 0

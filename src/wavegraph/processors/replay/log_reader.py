@@ -3,6 +3,13 @@
 No consumer group: nothing is committed and no running processor's assignment changes. The end is
 the high watermark of every partition at the start (records produced later belong to the live
 processors, not to the replay), so a read of a busy topic still ends.
+
+The read is ``read_committed``: on a topic written in Kafka transactions (the transcripts of the
+exactly-once audio processor) records of aborted transactions are skipped and the end is the last
+stable offset, so every committed event is read once; on a topic written without transactions (edges)
+it reads what a plain read would. A partition is done when the consumer's position reaches its end, not
+when a record at ``end - 1`` arrives: the last offset of a transactional partition is usually a commit
+marker, which is never returned as a record.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ class LogSpan:
 async def read_log(
     kafka: KafkaSettings, topic: str, *, batch: int = 1000, span: list[LogSpan] | None = None
 ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
-    """Yield ``topic``'s records in batches of at most ``batch``, every partition from its first
-    retained offset to its high watermark at the start. ``span``, when given, receives the
-    :class:`LogSpan` before the first batch (for a progress bar)."""
+    """Yield ``topic``'s committed records in batches of at most ``batch``, every partition from its
+    first retained offset to its end at the start (high watermark, or last stable offset). ``span``,
+    when given, receives the :class:`LogSpan` before the first batch (for a progress bar)."""
     partitions = await _partitions(kafka, topic)
-    consumer = make_consumer(kafka, client_id="wavegraph-replay", max_poll_records=batch)
+    consumer = make_consumer(
+        kafka, client_id="wavegraph-replay", max_poll_records=batch, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -57,11 +66,11 @@ async def read_log(
             out: list[ConsumerRecord[bytes, bytes]] = []
             for tp, records in fetched.items():
                 stop = todo.get(tp.partition)
-                if stop is None:
-                    continue
-                out.extend(r for r in records if r.offset < stop)
-                if records and records[-1].offset + 1 >= stop:
-                    del todo[tp.partition]
+                if stop is not None:
+                    out.extend(r for r in records if r.offset < stop)
+            for p, stop in list(todo.items()):
+                if await consumer.position(TopicPartition(topic, p)) >= stop:
+                    del todo[p]
             if out:
                 yield out
     finally:

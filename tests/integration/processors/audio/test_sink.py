@@ -5,7 +5,7 @@ Commit gate, idle flush, an outage and its retry, revocation, resuming from a st
 windows, bounded memory. The outage is real: the store reaches PostgreSQL through a TCP proxy the test
 cuts. Whisper tiny.en never fails on a window and never writes a NUL character, so those two faults are
 injected by :class:`Counted`, a thin wrapper around the real engine (it also counts the calls); a too
-large event is refused by the real producer (``kafka.max_message_bytes`` lowered to 400 bytes).
+large event is refused by the real producer (``kafka.max_message_bytes`` lowered to 600 bytes).
 """
 
 from __future__ import annotations
@@ -337,11 +337,11 @@ async def test_a_text_postgres_refuses_is_dead_lettered_and_never_published(
 async def test_an_event_the_producer_refuses_as_too_large_is_dead_lettered(
     audio_db: Settings, whisper: Transcriber, embedder: TextEmbedder
 ) -> None:
-    """The JFK window's event (its text and segments, ~600 bytes) is over the 400-byte limit; a window
-    of silence (~230 bytes) is under it. Both are refused or taken by the real producer."""
+    """The JFK window's event (its text, segments and cursor, ~740 bytes) is over the 600-byte limit; a
+    window of silence (~450 bytes) is under it. Both are refused or taken by the real producer."""
     jfk = load_audio_file(jfk_wav(audio_db), max_s=audio_db.asr.max_stream_s).samples
     chunks = [jfk[i : i + 2 * RATE] for i in range(0, jfk.size, 2 * RATE)] + [np.zeros(0, np.float32)]
-    async with env(audio_db, whisper, embedder, max_message_bytes=400) as e:
+    async with env(audio_db, whisper, embedder, max_message_bytes=600) as e:
         huge = e.items("huge", audio=chunks, eos=True)
         await e.sink.write(huge + e.items("fine", [2.0, 0.0], eos=True, first_offset=len(huge)))
         rejected = await e.sink.flush()
