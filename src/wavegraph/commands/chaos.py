@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 
 OUT = typer.Option(None, "--out", help="Where to write the JSON (default: bench/results/chaos_<name>.json).")
+HEAP = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers.")
 SHARED = typer.Option(False, "--shared", help="Stop the configured server instead of a throwaway one.")
 
 
@@ -43,11 +44,11 @@ def _run(
         raise typer.Exit(1)
 
 
-def _three_brokers(heap: str) -> Settings:
-    """The settings of a throwaway 3-broker cluster (RF 3), each broker with ``heap``."""
+def _cluster(heap: str, brokers: int = 3) -> Settings:
+    """The settings of a throwaway cluster of ``brokers`` brokers (RF 3 on three), each with ``heap``."""
     from wavegraph.devservices.kafka import with_brokers
 
-    settings = with_brokers(load_settings(), 3)
+    settings = with_brokers(load_settings(), brokers)
     return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
 
 
@@ -146,18 +147,17 @@ def broker_kill(
     rejoin: bool = typer.Option(
         True, "--rejoin/--no-rejoin", help="Start the killed broker again and wait for full ISR."
     ),
-    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    heap: str = HEAP,
     out: Path | None = OUT,
 ) -> None:
     """SIGKILL the leader of a partition of a throwaway 3-broker cluster (RF 3, min.insync.replicas 2)
     under acks=all load: 0 acknowledged events lost (topic and Neo4j, by content), the leader moves,
     producers and consumers continue, the lag drains."""
-    from wavegraph.devservices.kafka import brokers, with_brokers
+    from wavegraph.devservices.kafka import brokers
     from wavegraph.loadtest.broker_kill import BROKERS, BrokerKillPlan, run_broker_kill
 
     plan = BrokerKillPlan(rate=rate, warmup_s=warmup, recovery_s=recovery, rejoin=rejoin)
-    settings = with_brokers(load_settings(), BROKERS)
-    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"heap": heap})})
+    settings = _cluster(heap, BROKERS)
 
     async def scenario(s: Settings) -> dict[str, Any]:
         return await run_broker_kill(s, brokers(s), plan)  # the throwaway cluster ``s`` points at
@@ -217,7 +217,7 @@ def rebalance(
     seconds: float = typer.Option(30.0, "--seconds", min=5, help="Seconds of load."),
     kill_at: float = typer.Option(8.0, "--kill-at", min=0, help="SIGKILL one worker after this many s."),
     join_at: float = typer.Option(16.0, "--join-at", min=0, help="Start another worker after this many s."),
-    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    heap: str = HEAP,
     out: Path | None = OUT,
 ) -> None:
     """SIGKILL one of several edge workers under load and start another, on a throwaway 3-broker cluster
@@ -226,7 +226,7 @@ def rebalance(
     from wavegraph.loadtest.rebalance import RebalancePlan, run_rebalance
 
     plan = RebalancePlan(workers=workers, rate=rate, seconds=seconds, kill_at_s=kill_at, join_at_s=join_at)
-    settings = _three_brokers(heap)
+    settings = _cluster(heap)
 
     async def scenario(s: Settings) -> dict[str, Any]:
         return await run_rebalance(s, plan)
@@ -241,7 +241,7 @@ def graph_failover(
     nodes: int = typer.Option(150, "--nodes", min=10, help="Nodes per tenant."),
     edges: int = typer.Option(600, "--edges", min=10, help="Edge events per tenant and half."),
     timeout: float = typer.Option(120.0, "--timeout", min=10, help="Seconds each phase may take."),
-    heap: str = typer.Option("256m", "--heap", help="JVM heap of each of the three throwaway brokers."),
+    heap: str = HEAP,
     out: Path | None = OUT,
 ) -> None:
     """SIGKILL one of two graph-job instances: its tenants' PageRank and NodeEvents go on on the other,
@@ -250,7 +250,7 @@ def graph_failover(
     from wavegraph.loadtest.graph_failover import FailoverPlan, run_graph_failover
 
     plan = FailoverPlan(tenants=tenants, nodes=nodes, edges=edges, timeout_s=timeout)
-    settings = _three_brokers(heap)
+    settings = _cluster(heap)
 
     async def scenario(s: Settings) -> dict[str, Any]:
         return await run_graph_failover(s, plan)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,9 @@ def _partition_of(tenant: str, partitions: int) -> int:
     return (murmur2(tenant.encode()) & 0x7FFFFFFF) % partitions
 
 
-async def _until(what: str, timeout_s: float, check: Any, workers: Sequence[WorkerProcess]) -> float:
+async def _until(
+    what: str, timeout_s: float, check: Callable[[], Awaitable[bool]], workers: Sequence[WorkerProcess]
+) -> float:
     started = time.monotonic()
     while not await check():
         for w in workers:

@@ -4,15 +4,13 @@ Every ``wavegraph run NAME`` processor (edges, audio, graph) builds its clients 
 :func:`run_pipeline`, which owns what they have in common: the :class:`StreamProcessor` for the
 pipeline's consumer group, the ``started`` event, the background tasks that live as long as the
 consumer (each takes a stop event; they are stopped and awaited on every way out, so none is left
-pending), and an optional ``prepare`` step that needs the processor before it consumes (the graph
-job's rebuild reads the group's committed offsets). Only the CLI installs signal handlers: it sets
-``stop``.
+pending). Only the CLI installs signal handlers: it sets ``stop``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from wavegraph.settings import Settings
@@ -35,7 +33,6 @@ async def run_pipeline(
     started: asyncio.Event | None = None,
     max_batch: int | None = None,
     background: Sequence[Background] = (),
-    prepare: Callable[[StreamProcessor[T]], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
     """Consume ``topics`` as group ``<runtime.group_prefix>.<name>`` through ``sinks`` until ``stop``;
     return the processor's counters."""
@@ -47,8 +44,6 @@ async def run_pipeline(
         asyncio.create_task(job(done), name=f"wavegraph-{name}-{i}") for i, job in enumerate(background)
     ]
     try:
-        if prepare is not None:
-            await prepare(proc)
         if not stop.is_set():
             await proc.run(stop)
     finally:

@@ -416,9 +416,9 @@ async def run_graph(
     """
     stats: dict[str, int] = {}
     progress = progress or NoProgress()
-    topics = settings.kafka.topics
-    await ensure_topics(settings.kafka, [topics.edges_by_tenant])
     kafka = settings.kafka
+    topics = kafka.topics
+    await ensure_topics(kafka, [topics.edges_by_tenant])
     group = default_group_id(settings, "graph")
     async with AsyncExitStack() as stack:
         producer = make_producer(

@@ -11,15 +11,12 @@ twice leaves the same graph.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from neo4j import AsyncDriver
 
 from wavegraph.errors import InvalidEvent
-from wavegraph.events import EdgeEvent
 from wavegraph.processors.edges.decoder import edge_decoder
-from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
-from wavegraph.processors.replay.log_reader import LogSpan, read_log
+from wavegraph.processors.graph_job.progress import JobProgress
+from wavegraph.processors.replay.log_reader import ReplayCounts, read_events
 from wavegraph.settings import Settings
 from wavegraph.sinks.neo4j import Neo4jEdgeSink
 from wavegraph.streams.sink import Item
@@ -27,16 +24,7 @@ from wavegraph.streams.sink import Item
 __all__ = ["EdgeReplay", "replay_edges"]
 
 
-@dataclass
-class EdgeReplay:
-    """What a replay read and wrote (the transcript replay adds its own counts to these)."""
-
-    records: int = 0
-    skipped_invalid: int = 0
-    other_tenants: int = 0
-    written: int = 0
-    refused: int = 0
-    tenants: set[str] = field(default_factory=set)
+EdgeReplay = ReplayCounts  # what an edge replay read and wrote
 
 
 async def replay_edges(
@@ -50,33 +38,21 @@ async def replay_edges(
     """Replay the edges topic of ``settings`` into ``driver``'s Neo4j (``tenant`` only, or all)."""
     out = EdgeReplay()
     sink = Neo4jEdgeSink(driver, settings.ingest, None, database=database)
-    topic = settings.kafka.topics.edges
-    span: list[LogSpan] = []
-    task = None
-    batch_size = settings.ingest.batch_size
-    decode = edge_decoder(settings)
-    async for records in read_log(settings.kafka, topic, batch=batch_size, span=span):
-        if task is None:
-            task = (progress or NoProgress()).task(f"replay {topic}", total=span[0].records)
-        items: list[Item[EdgeEvent]] = []
-        for r in records:
-            out.records += 1
-            try:
-                event = decode(r)
-            except InvalidEvent:
-                out.skipped_invalid += 1
-                continue
-            if tenant is not None and event.tenant != tenant:
-                out.other_tenants += 1
-                continue
-            out.tenants.add(event.tenant)
-            items.append(Item(event, r.topic, r.partition, r.offset, None, key=r.key))
-        if items:
+    pairs = read_events(
+        settings.kafka,
+        settings.kafka.topics.edges,
+        edge_decoder(settings),
+        InvalidEvent,
+        out,
+        tenant=tenant,
+        batch=settings.ingest.batch_size,
+        progress=progress,
+    )
+    async for batch in pairs:
+        if batch:
+            items = [Item(event, r.topic, r.partition, r.offset, None, key=r.key) for r, event in batch]
             await sink.write(items)
             refused = await sink.flush()
             out.refused += len(refused)
             out.written += len(items) - len(refused)
-        task.advance(len(records))
-    if task is not None:
-        task.close()
     return out

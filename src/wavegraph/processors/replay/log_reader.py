@@ -14,17 +14,27 @@ marker, which is never returned as a record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from wavegraph.clients import make_consumer
 from wavegraph.errors import ConfigError
+from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
 from wavegraph.settings import KafkaSettings
 from wavegraph.streams.topics import NoSuchTopic, describe_partitions
 
-__all__ = ["LogSpan", "read_log"]
+__all__ = ["LogSpan", "ReplayCounts", "read_events", "read_log"]
+
+
+class _Tenanted(Protocol):
+    @property
+    def tenant(self) -> str: ...
+
+
+E = TypeVar("E", bound=_Tenanted)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,59 @@ async def read_log(
                 yield out
     finally:
         await consumer.stop()
+
+
+@dataclass
+class ReplayCounts:
+    """What a replay read and wrote (a replay adds the counts of its own store)."""
+
+    records: int = 0
+    skipped_invalid: int = 0
+    other_tenants: int = 0
+    written: int = 0
+    refused: int = 0
+    tenants: set[str] = field(default_factory=set)
+
+
+async def read_events(
+    kafka: KafkaSettings,
+    topic: str,
+    decode: Callable[[ConsumerRecord[bytes, bytes]], E],
+    invalid: type[Exception] | tuple[type[Exception], ...],
+    counts: ReplayCounts,
+    *,
+    tenant: str | None = None,
+    batch: int = 1000,
+    progress: JobProgress | None = None,
+) -> AsyncIterator[list[tuple[ConsumerRecord[bytes, bytes], E]]]:
+    """:func:`read_log`, decoded: per batch, the records ``decode`` accepts (``invalid``: what it raises
+    for a record that is not an event: skipped) of ``tenant`` (all: None), with their events, counted
+    into ``counts``; a progress bar follows the whole read. The batch's progress is advanced when the
+    caller asks for the next one (after it wrote this one)."""
+    span: list[LogSpan] = []
+    task = None
+    try:
+        async for records in read_log(kafka, topic, batch=batch, span=span):
+            if task is None:
+                task = (progress or NoProgress()).task(f"replay {topic}", total=span[0].records)
+            out: list[tuple[ConsumerRecord[bytes, bytes], E]] = []
+            for r in records:
+                counts.records += 1
+                try:
+                    event = decode(r)
+                except invalid:
+                    counts.skipped_invalid += 1
+                    continue
+                if tenant is not None and event.tenant != tenant:
+                    counts.other_tenants += 1
+                    continue
+                counts.tenants.add(event.tenant)
+                out.append((r, event))
+            yield out
+            task.advance(len(records))
+    finally:
+        if task is not None:
+            task.close()
 
 
 async def _partitions(kafka: KafkaSettings, topic: str) -> list[int]:

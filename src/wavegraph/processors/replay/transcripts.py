@@ -38,15 +38,15 @@ from dataclasses import dataclass, field
 import asyncpg
 import numpy as np
 import orjson
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from wavegraph.events import TranscriptEvent
 from wavegraph.processors.audio.cursor import StreamPosition
 from wavegraph.processors.embed_text import Embedder
-from wavegraph.processors.graph_job.progress import JobProgress, NoProgress
+from wavegraph.processors.graph_job.progress import JobProgress
 from wavegraph.processors.replay.checksum import StoreChecksum, quantize
-from wavegraph.processors.replay.edges import EdgeReplay
-from wavegraph.processors.replay.log_reader import LogSpan, read_log
+from wavegraph.processors.replay.log_reader import ReplayCounts, read_events
 from wavegraph.settings import Settings
 from wavegraph.sinks.transcripts import KIND, StoredWindow, TranscriptStore
 
@@ -60,7 +60,7 @@ __all__ = [
 
 
 @dataclass
-class TranscriptReplay(EdgeReplay):
+class TranscriptReplay(ReplayCounts):
     """What a replay read and wrote: the edge replay's counts, windows without a cursor, and why
     PostgreSQL refused windows (the first few)."""
 
@@ -86,24 +86,19 @@ async def replay_transcripts(
 ) -> TranscriptReplay:
     """Replay the transcripts topic of ``settings`` into ``store`` (``tenant`` only, or all)."""
     out = TranscriptReplay()
-    topic = settings.kafka.topics.transcripts
-    span: list[LogSpan] = []
-    task = None
-    async for records in read_log(settings.kafka, topic, batch=settings.ingest.batch_size, span=span):
-        if task is None:
-            task = (progress or NoProgress()).task(f"replay {topic}", total=span[0].records)
+    pairs = read_events(
+        settings.kafka,
+        settings.kafka.topics.transcripts,
+        _decode,
+        ValidationError,
+        out,
+        tenant=tenant,
+        batch=settings.ingest.batch_size,
+        progress=progress,
+    )
+    async for batch in pairs:
         latest: dict[tuple[str, str, int], TranscriptEvent] = {}
-        for r in records:
-            out.records += 1
-            try:
-                event = TranscriptEvent.model_validate_json(r.value or b"")
-            except ValidationError:
-                out.skipped_invalid += 1
-                continue
-            if tenant is not None and event.tenant != tenant:
-                out.other_tenants += 1
-                continue
-            out.tenants.add(event.tenant)
+        for _, event in batch:
             key = (event.tenant, event.stream_id, event.window)
             latest.pop(key, None)  # the last event of a key wins, in log order
             latest[key] = event
@@ -115,10 +110,11 @@ async def replay_transcripts(
             out.refused += len(bad)
             out.written += len(windows) - len(bad)
             out.reasons += bad[: max(0, 5 - len(out.reasons))]
-        task.advance(len(records))
-    if task is not None:
-        task.close()
     return out
+
+
+def _decode(record: ConsumerRecord[bytes, bytes]) -> TranscriptEvent:
+    return TranscriptEvent.model_validate_json(record.value or b"")
 
 
 def _windows(embedder: Embedder, events: Sequence[TranscriptEvent]) -> list[StoredWindow]:

@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import numpy as np
@@ -37,12 +36,6 @@ class Record:
     value: bytes
     headers: list[tuple[str, bytes]]
     key: bytes
-
-
-def with_database(settings: Settings, database: str) -> Settings:
-    pg = settings.postgres
-    dsn = urlunsplit(urlsplit(pg.dsn)._replace(path=f"/{database}")) if pg.dsn else None
-    return settings.model_copy(update={"postgres": pg.model_copy(update={"database": database, "dsn": dsn})})
 
 
 def unique_settings(base: Settings, **asr: Any) -> Settings:

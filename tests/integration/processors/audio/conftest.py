@@ -11,37 +11,21 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
+from scratch_db import migrated_database
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from audio_kafka import with_database
-
-from wavegraph.migrations.api import apply
 from wavegraph.processors.embed_text import TextEmbedder
 from wavegraph.settings import Settings
 
 DATABASE = "wavegraph_test_audio"
-MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
-
-
-async def _recreate(settings: Settings) -> None:
-    conn = await asyncpg.connect(settings.postgres.url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
 def audio_db(services: Settings) -> Iterator[Settings]:
     """``services`` pointing at a freshly migrated ``wavegraph_test_audio`` database."""
-    asyncio.run(_recreate(services))
-    migrated = with_database(services, DATABASE)
-    asyncio.run(apply(migrated, MIGRATIONS, dbs=["postgres"]))
-    yield migrated
+    yield asyncio.run(migrated_database(services, DATABASE))
 
 
 @pytest.fixture(scope="session")

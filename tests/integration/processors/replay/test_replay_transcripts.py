@@ -17,17 +17,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from scratch_db import migrated_database
 
 from wavegraph.clients import make_producer, pg_pool
 from wavegraph.commands.replay import replay
 from wavegraph.events import Segment, TranscriptEvent, encode
-from wavegraph.migrations.api import apply
 from wavegraph.processors.asr.samples import jfk_wav
 from wavegraph.processors.audio.cursor import StreamPosition
 from wavegraph.processors.audio.pipeline import run_audio
@@ -43,7 +42,6 @@ from wavegraph.streams.topics import delete_topics, ensure_topics
 pytestmark = [pytest.mark.services, pytest.mark.timeout(300)]
 
 DATABASE = "wavegraph_test_replay"
-MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
 PARTITIONS = 2
 
 
@@ -53,24 +51,6 @@ class Run:
     a: str
     b: str
     windows: dict[str, int]
-
-
-def _with_database(settings: Settings, database: str) -> Settings:
-    pg = settings.postgres
-    dsn = urlunsplit(urlsplit(pg.dsn)._replace(path=f"/{database}")) if pg.dsn else None
-    return settings.model_copy(update={"postgres": pg.model_copy(update={"database": database, "dsn": dsn})})
-
-
-async def _fresh_database(settings: Settings) -> Settings:
-    conn = await asyncpg.connect(settings.postgres.url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await conn.close()
-    migrated = _with_database(settings, DATABASE)
-    await apply(migrated, MIGRATIONS, dbs=["postgres"])
-    return migrated
 
 
 def _scoped(base: Settings, index_dir: Path) -> Settings:
@@ -141,7 +121,7 @@ async def _transcribe(settings: Settings, embedder: TextEmbedder) -> dict[str, i
 @pytest.fixture(scope="module")
 def run(services: Settings) -> Iterator[Run]:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = _scoped(asyncio.run(_fresh_database(services)), Path(tmp) / "faiss")
+        settings = _scoped(asyncio.run(migrated_database(services, DATABASE)), Path(tmp) / "faiss")
         t = settings.kafka.topics
         asyncio.run(ensure_topics(settings.kafka, [t.audio, t.transcripts, t.dlq, t.edges], PARTITIONS))
         try:
