@@ -5,8 +5,11 @@ The graph is held as three parallel arrays sorted by ``(src, dst)``: an ``int64`
 per-node out-edge count and out-weight. Because the keys are sorted, the arrays already *are* a CSR
 matrix; a snapshot only adds ``indptr = [0, cumsum(counts)]`` (O(n)).
 
-Edges are applied in batches: a lookup of the batch keys (``searchsorted``) followed by one
-``np.delete`` / ``np.insert`` — O(E + b log b) per batch of b edges. Every batch builds new arrays and
+Edges are applied in batches: a lookup of the batch keys (``searchsorted``) followed by one merge pass
+that copies the arrays block by block, skipping the removed edges and placing the inserted ones — one
+read and one write of the arrays, O(E + b log b) per batch of b edges (``np.delete`` then ``np.insert``
+cost twice that and more: 3.4 ms against 8.4 ms per 100-edge batch at 1 M edges, ``wavegraph bench
+tpl``'s ``stream_100``). Every batch builds new arrays and
 never writes into old ones, so a :class:`CSRGraph` snapshot stays valid (and immutable) after later
 batches; the incremental PageRank keeps the previous snapshot to see each changed row before and after.
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
@@ -31,6 +34,12 @@ import orjson
 import scipy.sparse as sp
 
 from wavegraph.errors import WavegraphError
+
+numba: Any
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba comes with the graph extra
+    numba = None
 
 __all__ = [
     "CSRGraph",
@@ -250,23 +259,64 @@ class GraphState:
         """Apply one batch: first the removals, then the insertions/updates.
 
         Returns the :class:`GraphChange` the incremental PageRank needs (the sources whose out-rows
-        changed). The old arrays are left untouched, so earlier snapshots stay valid.
+        changed). The old arrays are left untouched, so earlier snapshots stay valid: the removals and
+        insertions are merged into new arrays in one pass (:func:`_merge`), updates of existing edges
+        written into the new weights.
         """
         n_before = self.num_nodes
-        changed: list[npt.NDArray[np.int64]] = []
-        removed = added = updated = 0
+        edges = self._keys.shape[0]
+        drop = np.empty(0, np.int64)
         if remove is not None:
-            removed, src_removed = self._remove(*remove)
-            changed.append(src_removed)
+            drop = self._removal_positions(*remove)
+        keys, w = np.empty(0, np.int64), np.empty(0, np.float64)
         if add is not None:
-            added, updated, src_added = self._add(*add, accumulate=accumulate)
-            changed.append(src_added)
-        sources = np.unique(np.concatenate(changed)) if changed else np.empty(0, np.int64)
+            keys, w = self._batch(*add, accumulate=accumulate)
+        pos = np.searchsorted(self._keys, keys)
+        exists = pos < edges
+        exists[exists] = self._keys[pos[exists]] == keys[exists]
+        if drop.size and exists.any():  # removed, then added again: an insertion, not an update
+            at = np.searchsorted(drop, pos[exists])
+            at_end = at >= drop.size
+            again = ~at_end
+            again[again] = drop[at[again]] == pos[exists][again]
+            exists[np.flatnonzero(exists)[again]] = False
+        fresh = ~exists
+        fresh_keys = keys[fresh]
+        new_w = self._w
+        if drop.size or fresh_keys.size:
+            out_keys = np.empty(edges - drop.size + fresh_keys.size, np.int64)
+            out_dst = np.empty(out_keys.shape[0], np.int32)
+            new_w = np.empty(out_keys.shape[0], np.float64)
+            _merge(
+                self._keys, self._dst, self._w, drop, pos[fresh], fresh_keys, w[fresh],
+                out_keys, out_dst, new_w,
+            )  # fmt: skip
+            src_removed = self._keys[drop] >> 32
+            self._count = (
+                self._count
+                - np.bincount(src_removed, minlength=self.num_nodes)
+                + np.bincount(fresh_keys >> 32, minlength=self.num_nodes)
+            )
+            self._keys, self._dst = out_keys, out_dst
+        else:
+            src_removed = drop
+        if exists.any():
+            updated_w = self._w[pos[exists]] + w[exists] if accumulate else w[exists]
+            if new_w is self._w:
+                new_w = self._w.copy()
+            new_w[np.searchsorted(self._keys, keys[exists])] = updated_w
+        if new_w is not self._w:
+            self._w = new_w
+            self._snapshot = None
+        sources = np.unique(np.concatenate([src_removed, keys >> 32]).astype(np.int64))
         if sources.size:
             self._refresh_rows(sources)
-        return GraphChange(sources, n_before, self.num_nodes, added, updated, removed)
+        return GraphChange(
+            sources, n_before, self.num_nodes, int(fresh_keys.size), int(exists.sum()), int(drop.size)
+        )
 
-    def _remove(self, src: Sequence[str], dst: Sequence[str]) -> tuple[int, npt.NDArray[np.int64]]:
+    def _removal_positions(self, src: Sequence[str], dst: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Sorted positions of the existing edges among ``src[i] → dst[i]``."""
         if len(src) != len(dst):
             raise EdgeListError(f"src and dst lengths differ: {len(src)} != {len(dst)}")
         s, d = self._lookup(src), self._lookup(dst)
@@ -275,20 +325,12 @@ class GraphState:
         pos = np.searchsorted(self._keys, keys)
         hit = pos < self._keys.shape[0]
         hit[hit] = self._keys[pos[hit]] == keys[hit]
-        pos = pos[hit]
-        if pos.size:
-            keep = np.ones(self._keys.shape[0], dtype=bool)
-            keep[pos] = False
-            src_removed = self._keys[pos] >> 32
-            self._keys, self._dst, self._w = self._keys[keep], self._dst[keep], self._w[keep]
-            self._count = self._count - np.bincount(src_removed, minlength=self.num_nodes)
-            self._snapshot = None
-            return int(pos.size), src_removed
-        return 0, np.empty(0, np.int64)
+        return pos[hit]
 
-    def _add(
+    def _batch(
         self, src: Sequence[str], dst: Sequence[str], weight: npt.ArrayLike | None, *, accumulate: bool
-    ) -> tuple[int, int, npt.NDArray[np.int64]]:
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The batch's sorted unique keys and their weights (registering new nodes)."""
         if len(src) != len(dst):
             raise EdgeListError(f"src and dst lengths differ: {len(src)} != {len(dst)}")
         if weight is None:
@@ -299,34 +341,15 @@ class GraphState:
                 raise EdgeListError(f"weight length {w.shape[0]} != number of edges {len(src)}")
             _check_weights(w)
         if not len(src):
-            return 0, 0, np.empty(0, np.int64)
+            return np.empty(0, np.int64), np.empty(0, np.float64)
         s, d = self.add_nodes(src), self.add_nodes(dst)
         batch_keys: npt.NDArray[np.int64] = (s << 32) | d
-        keys: npt.NDArray[np.int64]
         if accumulate:
             keys, inverse = np.unique(batch_keys, return_inverse=True)
-            w = np.bincount(inverse, weights=w, minlength=keys.shape[0]).astype(np.float64)
-        else:  # the last duplicate wins: unique() keeps the first occurrence of the reversed batch
-            keys, first = np.unique(batch_keys[::-1], return_index=True)
-            w = w[::-1][first]
-        pos = np.searchsorted(self._keys, keys)
-        exists = pos < self._keys.shape[0]
-        exists[exists] = self._keys[pos[exists]] == keys[exists]
-        new_w = self._w
-        if exists.any():
-            new_w = self._w.copy()
-            if accumulate:
-                new_w[pos[exists]] += w[exists]
-            else:
-                new_w[pos[exists]] = w[exists]
-        fresh = ~exists
-        fresh_keys = keys[fresh]
-        self._keys = np.insert(self._keys, pos[fresh], fresh_keys)
-        self._dst = np.insert(self._dst, pos[fresh], (fresh_keys & _LOW32).astype(np.int32))
-        self._w = np.insert(new_w, pos[fresh], w[fresh])
-        self._count = self._count + np.bincount(fresh_keys >> 32, minlength=self.num_nodes)
-        self._snapshot = None
-        return int(fresh.sum()), int(exists.sum()), keys >> 32
+            return keys, np.bincount(inverse, weights=w, minlength=keys.shape[0]).astype(np.float64)
+        # the last duplicate wins: unique() keeps the first occurrence of the reversed batch
+        keys, first = np.unique(batch_keys[::-1], return_index=True)
+        return keys, w[::-1][first]
 
     def _refresh_rows(self, sources: npt.NDArray[np.int64]) -> None:
         """Recompute the out-weight of ``sources`` from their rows (exact: an emptied row sums to 0.0)."""
@@ -534,6 +557,48 @@ def _ranges(starts: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]) -> np
         return np.empty(0, np.int64)
     offsets = np.cumsum(lengths) - lengths
     return np.repeat(starts - offsets, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _merge_loop(
+    keys: Any, dst: Any, w: Any, drop: Any, ins_pos: Any, ins_keys: Any, ins_w: Any,
+    out_keys: Any, out_dst: Any, out_w: Any,
+) -> None:  # fmt: skip
+    """Copy the edge arrays into ``out_*`` without the positions ``drop`` and with ``ins_keys`` inserted
+    before the old positions ``ins_pos`` (both sorted): one pass of block copies between the changes, so
+    a batch costs one read and one write of the arrays (``np.delete`` then ``np.insert`` cost two of
+    each, and ``np.insert`` builds a mask as long as the arrays). Plain Python (numpy slices) without
+    numba; compiled by numba otherwise, where the loop over the changes costs nothing."""
+    n, nd, ni = keys.shape[0], drop.shape[0], ins_pos.shape[0]
+    low = 0xFFFFFFFF
+    cursor = j = m = o = 0
+    while True:
+        nxt = n
+        if j < nd and drop[j] < nxt:
+            nxt = drop[j]
+        if m < ni and ins_pos[m] < nxt:
+            nxt = ins_pos[m]
+        span = nxt - cursor
+        out_keys[o : o + span] = keys[cursor:nxt]
+        out_dst[o : o + span] = dst[cursor:nxt]
+        out_w[o : o + span] = w[cursor:nxt]
+        o += span
+        cursor = nxt
+        if m < ni and ins_pos[m] == cursor:  # an insertion goes before the old edge at its position
+            out_keys[o] = ins_keys[m]
+            out_dst[o] = ins_keys[m] & low
+            out_w[o] = ins_w[m]
+            o += 1
+            m += 1
+        elif j < nd and drop[j] == cursor:
+            cursor += 1
+            j += 1
+        else:
+            return
+
+
+_merge: Callable[..., None] = (
+    _merge_loop if numba is None else numba.njit(cache=True, nogil=True)(_merge_loop)
+)
 
 
 def _frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:

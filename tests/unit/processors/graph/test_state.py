@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from wavegraph.errors import WavegraphError
+from wavegraph.processors.graph import state as state_module
 from wavegraph.processors.graph.state import (
     CSRGraph,
     EdgeList,
@@ -116,6 +117,56 @@ def test_random_batches_match_a_dict_model(seed: int) -> None:
         same = np.setdiff1d(np.arange(before.num_nodes), change.changed_sources)
         a, b = before.to_scipy(), snap.to_scipy()[: before.num_nodes, : before.num_nodes]
         assert (a[same] != b[same]).nnz == 0
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "python"])
+def test_merge_keeps_counts_accumulation_and_old_snapshots(
+    compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both forms of the merge pass (numba, and the plain-Python one used without numba): removals
+    then insertions, an edge removed and added again in one batch counts as added (and accumulates
+    from zero), updates keep their place, and every earlier snapshot keeps its arrays."""
+    if not compiled:
+        monkeypatch.setattr(state_module, "_merge", state_module._merge_loop)
+    rng = np.random.default_rng(7)
+    state = GraphState()
+    model: dict[tuple[str, str], float] = {}
+    kept: list[tuple[CSRGraph, np.ndarray, np.ndarray, np.ndarray]] = []
+    for step in range(40):
+        accumulate = step % 3 == 0
+        k = int(rng.integers(0, 25))
+        add_s = [f"n{i}" for i in rng.integers(0, 30, k)]
+        add_d = [f"n{i}" for i in rng.integers(0, 30, k)]
+        add_w = rng.integers(1, 5, k).astype(float)
+        existing = sorted(model)
+        rem = [existing[i] for i in rng.integers(0, len(existing), min(len(existing), 8)).tolist()]
+        rem_set = set(rem)
+        change = state.apply(
+            remove=([s for s, _ in rem], [d for _, d in rem]),
+            add=(add_s, add_d, add_w),
+            accumulate=accumulate,
+        )
+        for edge in rem_set:
+            del model[edge]
+        batch: dict[tuple[str, str], float] = {}
+        for s, d, w in zip(add_s, add_d, add_w.tolist(), strict=True):
+            batch[s, d] = batch.get((s, d), 0.0) + w if accumulate else w
+        updated = sum(1 for e in batch if e in model)
+        for e, w in batch.items():
+            model[e] = model.get(e, 0.0) + w if accumulate else w
+        assert (change.removed, change.added, change.updated) == (
+            len(rem_set),
+            len(batch) - updated,
+            updated,
+        )
+        assert dict(((s, d), w) for s, d, w in state.edges()) == model
+        snap = state.snapshot()
+        assert snap.indptr[-1] == len(model) == state.num_edges
+        kept.append((snap, snap.indptr.copy(), snap.indices.copy(), snap.weights.copy()))
+    for snap, indptr, indices, weights in kept:
+        assert np.array_equal(snap.indptr, indptr)
+        assert np.array_equal(snap.indices, indices)
+        assert np.array_equal(snap.weights, weights)
 
 
 def test_csr_graph_from_scipy_sums_duplicates() -> None:
