@@ -18,7 +18,11 @@
    degree (its number of relationships, in and out, read from Neo4j's degree counts).
 
 The answer is deterministic: nodes in the order explained node, hop 1, hop 2; edges sorted by
-(src, dst, rel); ``attn`` in node order.
+(src, dst, rel); ``attn`` in node order. Neighbours whose weights differ by less than ``TIE`` (relative)
+count as tied and go by id: the weights come from float32 embeddings, so nodes in the same position
+(three leaves of one hub) get weights equal but for the last bits, and which bits depends on the
+machine's numpy and BLAS; without the tolerance the order of such nodes, and which of them a ``limit``
+keeps, changed from one installation to the next.
 """
 
 from __future__ import annotations
@@ -34,9 +38,20 @@ from neo4j import AsyncDriver
 from wavegraph.errors import WavegraphError
 from wavegraph.query.attention import star_attention
 
-__all__ = ["EMBEDDINGS", "HOP2", "NEIGHBOURS", "SUBGRAPH", "Explanation", "UnknownNode", "explain"]
+__all__ = [
+    "EMBEDDINGS",
+    "HOP2",
+    "NEIGHBOURS",
+    "SUBGRAPH",
+    "TIE",
+    "Explanation",
+    "UnknownNode",
+    "by_attention",
+    "explain",
+]
 
 Hops = Literal[1, 2]
+TIE = 1e-5  # relative: far above float32 noise in the weights (~1e-7), far below a real difference
 
 NEIGHBOURS = """
 MATCH (n:Node {tenant: $tenant, id: $node})
@@ -116,7 +131,7 @@ async def explain(
         raise UnknownNode(f"no node {node!r}")
     neighbours: list[str] = sorted(records[0]["ids"])
     weights = await _attention(pool, tenant, node, neighbours, curvature, temperature)
-    hop1 = sorted(neighbours, key=lambda u: (-weights.get(u, -1.0), u))[:limit]
+    hop1 = by_attention(neighbours, weights)[:limit]
     ids = [node, *hop1]
     if hops == 2 and len(hop1) < limit and hop1:
         seen = [node, *neighbours]
@@ -131,6 +146,25 @@ async def explain(
         )
         ids.extend(r["id"] for r in records)
     return await _subgraph(driver, tenant, ids, weights, database)
+
+
+def by_attention(ids: Sequence[str], weights: dict[str, float]) -> list[str]:
+    """``ids`` by weight, highest first (ids without one last); weights within ``TIE`` (relative) of the
+    first of a run are tied and ordered by id."""
+    order = sorted(ids, key=lambda u: (-weights.get(u, -1.0), u))
+    out: list[str] = []
+    run: list[str] = []
+    top = 0.0
+    for u in order:
+        w = weights.get(u, -1.0)
+        if run and top - w > TIE * max(abs(top), abs(w)):
+            out.extend(sorted(run))
+            run = []
+        if not run:
+            top = w
+        run.append(u)
+    out.extend(sorted(run))
+    return out
 
 
 async def _attention(

@@ -1,4 +1,4 @@
-"""star_attention: the graph job's HAA weights from norms and inner products alone."""
+"""star_attention: the graph job's HAA weights from norms and inner products alone; the explain order."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from wavegraph.processors.graph import poincare as pb
 from wavegraph.processors.graph.haa import build_adjacency, haa
 from wavegraph.query.attention import star_attention
+from wavegraph.query.explain import by_attention
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -39,3 +40,18 @@ def test_a_center_at_the_origin_and_no_neighbours() -> None:
     assert star_attention(0.3, [], []).size == 0
     with pytest.raises(ValueError, match="differ"):
         star_attention(0.3, [0.1], [])
+
+
+def test_neighbours_tied_but_for_float_noise_go_by_id() -> None:
+    """Weights equal but for their last bits (float32 embeddings of nodes in the same position) are a
+    tie, ordered by id whatever the noise; a real difference, however small against the weights, orders
+    by weight; neighbours without a weight come last, by id."""
+    base = 0.0397150123
+    noisy = {"Labarre": base * (1 + 3e-8), "Gervais": base, "Isabeau": base * (1 - 2e-8)}
+    other = {"Myriel": 0.05, "Fauchelevent": base * (1 - 1e-3), "Cosette": base * (1 + 1e-3)}
+    weights = {**noisy, **other}
+    ids = [*weights, "Zed", "Able"]
+    expected = ["Myriel", "Cosette", "Gervais", "Isabeau", "Labarre", "Fauchelevent", "Able", "Zed"]
+    assert by_attention(ids, weights) == expected
+    flipped = {**other, "Labarre": base * (1 - 3e-8), "Gervais": base * (1 + 1e-8), "Isabeau": base}
+    assert by_attention(list(reversed(ids)), flipped) == expected
