@@ -65,8 +65,8 @@ Its solution is ``z* = n/(1 − α) · x*`` (multiply the PageRank equation by `
 * *Node insertions* change ``n``. In (1) a new node has ``z = 0`` and ``r = ρ' + α D'/n' +`` (the pushes
   its in-edges bring, already counted by the changed rows of their sources); the old nodes only see the
   dangling scalar, now in ``ρ``. Nothing else depends on ``n``, so the update is exact.
-* When the changed rows hold more than half of the edges, ``r`` is recomputed from ``z`` with one sparse
-  product instead (cheaper than walking most rows twice); it is also recomputed every ``resync_every``
+* When the changed rows hold more than half of the edges, ``r`` is recomputed from ``z`` by scattering
+  every row once instead (cheaper than walking most rows twice); it is also recomputed every ``resync_every``
   updates, which washes out floating-point drift.
 
 The push runs in numba kernels when numba is installed (the ``graph`` extra brings it with pecanpy);
@@ -322,7 +322,7 @@ class IncrementalPageRank:
         if row_edges > _RESIDUAL_FROM_SCRATCH * graph.num_edges or (
             self.resync_every and self._updates % self.resync_every == 0
         ):
-            # Most rows changed: one sparse product is cheaper than walking them twice.
+            # Most rows changed: one pass over every row is cheaper than walking them twice.
             self._r = _residual(graph, z, alpha, rho, self._kernels)
         else:
             # A new node starts with z = 0, so r = ρ' + α D'/n' (plus what its in-edges bring below).

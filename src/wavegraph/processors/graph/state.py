@@ -274,14 +274,11 @@ class GraphState:
         pos = np.searchsorted(self._keys, keys)
         exists = pos < edges
         exists[exists] = self._keys[pos[exists]] == keys[exists]
-        if drop.size and exists.any():  # removed, then added again: an insertion, not an update
-            at = np.searchsorted(drop, pos[exists])
-            at_end = at >= drop.size
-            again = ~at_end
-            again[again] = drop[at[again]] == pos[exists][again]
-            exists[np.flatnonzero(exists)[again]] = False
+        if drop.size:  # removed, then added again: an insertion, not an update
+            exists &= ~np.isin(pos, drop)
         fresh = ~exists
         fresh_keys = keys[fresh]
+        src_removed = self._keys[drop] >> 32
         new_w = self._w
         if drop.size or fresh_keys.size:
             out_keys = np.empty(edges - drop.size + fresh_keys.size, np.int64)
@@ -291,15 +288,12 @@ class GraphState:
                 self._keys, self._dst, self._w, drop, pos[fresh], fresh_keys, w[fresh],
                 out_keys, out_dst, new_w,
             )  # fmt: skip
-            src_removed = self._keys[drop] >> 32
             self._count = (
                 self._count
                 - np.bincount(src_removed, minlength=self.num_nodes)
                 + np.bincount(fresh_keys >> 32, minlength=self.num_nodes)
             )
             self._keys, self._dst = out_keys, out_dst
-        else:
-            src_removed = drop
         if exists.any():
             updated_w = self._w[pos[exists]] + w[exists] if accumulate else w[exists]
             if new_w is self._w:
@@ -308,7 +302,7 @@ class GraphState:
         if new_w is not self._w:
             self._w = new_w
             self._snapshot = None
-        sources = np.unique(np.concatenate([src_removed, keys >> 32]).astype(np.int64))
+        sources = np.unique(np.concatenate([src_removed, keys >> 32]))
         if sources.size:
             self._refresh_rows(sources)
         return GraphChange(
@@ -569,7 +563,6 @@ def _merge_loop(
     each, and ``np.insert`` builds a mask as long as the arrays). Plain Python (numpy slices) without
     numba; compiled by numba otherwise, where the loop over the changes costs nothing."""
     n, nd, ni = keys.shape[0], drop.shape[0], ins_pos.shape[0]
-    low = 0xFFFFFFFF
     cursor = j = m = o = 0
     while True:
         nxt = n
@@ -585,7 +578,7 @@ def _merge_loop(
         cursor = nxt
         if m < ni and ins_pos[m] == cursor:  # an insertion goes before the old edge at its position
             out_keys[o] = ins_keys[m]
-            out_dst[o] = ins_keys[m] & low
+            out_dst[o] = ins_keys[m] & _LOW32
             out_w[o] = ins_w[m]
             o += 1
             m += 1
