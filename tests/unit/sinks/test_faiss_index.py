@@ -361,7 +361,8 @@ def test_memory_is_accounted_at_every_size(tmp_path: Path, dim: int) -> None:
             assert index.graph_codes == "fp16"  # a small graph: float16 codes, resident
             assert n * dim * 2 < mem["index"] <= n * (dim * 2 + 200)  # codes + links (M=20: <= 200 B)
         else:
-            assert mem["index"] == n * dim * 4  # the float32 copy the exact search scans
+            # the float32 copy the exact search scans, with room to grow up to the threshold
+            assert n * dim * 4 <= mem["index"] <= threshold * dim * 4
         previous = mem
     assert index.trained
 

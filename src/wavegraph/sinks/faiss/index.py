@@ -13,6 +13,7 @@ import numpy.typing as npt
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.sinks.faiss.errors import InvalidVector, load_faiss
 from wavegraph.sinks.faiss.params import Hit, HybridParams, Row, as_unit_matrix, check_name
+from wavegraph.sinks.faiss.scan import top_k
 from wavegraph.sinks.faiss.state import CHUNK, State
 
 __all__ = ["HybridIndex"]
@@ -178,14 +179,18 @@ class HybridIndex:
     def _exact(
         self, st: State, queries: np.ndarray, k: int, sel: Any, candidates: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exhaustive inner product over the float16 rows selected by ``sel`` (all rows when ``None``). On
-        CPU: below the HNSW threshold faiss's float32 scan of the small float32 copy, above it (a small
-        filter) faiss's float16 scan of the mapped file. On a GPU, ``faiss.knn_gpu`` over the float16 rows
-        (the live rows among ``candidates`` gathered first when filtered)."""
+        """Exhaustive inner product over the rows selected by ``sel`` and ``candidates`` (every row when
+        ``None``). On CPU: below the HNSW threshold the compiled scan of the float32 copy (:mod:`.scan`;
+        a filter scans only its live rows), above it (a small filter) faiss's float16 scan of the mapped
+        file. On a GPU, ``faiss.knn_gpu`` over the float16 rows (the live rows among ``candidates``
+        gathered first when filtered)."""
         if self._gpu_res is None:
+            if st.hnsw is None:
+                alive = None if candidates is None else st.alive.view
+                out = _outputs(len(queries), k, self._out)
+                return top_k(st.exact_rows(), queries, k, candidates, alive, out)
             params = None if sel is None else self._search_params(("exact",), sel)
-            index = st.store.faiss_view() if st.hnsw is not None else st.small_index()
-            return _search(index, queries, k, params, self._out)
+            return _search(st.store.faiss_view(), queries, k, params, self._out)
         faiss = load_faiss()
         ids = None if candidates is None else candidates[st.alive.view[candidates]]
         rows = np.ascontiguousarray(st.store.rows if ids is None else st.store.rows[ids])
@@ -358,7 +363,7 @@ class HybridIndex:
         if st.hnsw is not None:
             index = _hnsw_bytes(st.hnsw)
         else:
-            index = 0 if st.flat32 is None else st.flat32.ntotal * st.params.dim * 4
+            index = 0 if st.exact is None else st.exact.nbytes
         side = st.side_table_bytes()
         mapped = st.store.file_bytes
         return {
@@ -370,20 +375,27 @@ class HybridIndex:
         }
 
 
-def _search(
-    index: Any, queries: np.ndarray, k: int, params: Any, reuse: dict[int, tuple[np.ndarray, np.ndarray]]
+def _outputs(
+    n: int, k: int, reuse: dict[int, tuple[np.ndarray, np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search`` through faiss's own C++ entry point, into output arrays that ``reuse`` keeps for
-    single-query searches (one dict per HybridIndex: callers hold its lock and turn the results into
-    hits before releasing it). Skips the Python wrapper's checks and two allocations per call."""
-    faiss = load_faiss()
-    n = len(queries)
+    """Result arrays for ``n`` queries of ``k``: the ones ``reuse`` keeps for single-query searches (one
+    dict per HybridIndex: callers hold its lock and turn the results into hits before releasing it)."""
     out = reuse.get(k) if n == 1 else None
     if out is None:
         out = (np.empty((n, k), dtype=np.float32), np.empty((n, k), dtype=np.int64))
         if n == 1 and len(reuse) < 64:
             reuse[k] = out
-    dist, labels = out
+    return out
+
+
+def _search(
+    index: Any, queries: np.ndarray, k: int, params: Any, reuse: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` through faiss's own C++ entry point, into :func:`_outputs`. Skips the Python
+    wrapper's checks and two allocations per call."""
+    faiss = load_faiss()
+    n = len(queries)
+    dist, labels = _outputs(n, k, reuse)
     index.search_c(n, faiss.swig_ptr(queries), k, faiss.swig_ptr(dist), faiss.swig_ptr(labels), params)
     return dist, labels
 

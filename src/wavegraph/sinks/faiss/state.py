@@ -23,6 +23,7 @@ import numpy as np
 from wavegraph.sinks.faiss.errors import IndexCorrupt, load_faiss
 from wavegraph.sinks.faiss.params import HybridParams, Row
 from wavegraph.sinks.faiss.rows import Grow, RowStore, Subset
+from wavegraph.sinks.faiss.scan import FloatRows
 
 __all__ = ["CHUNK", "FORMAT_VERSION", "State"]
 
@@ -53,7 +54,7 @@ class State:
     kind_index: dict[str, int] = field(default_factory=dict)
     saves: int = 0  # sequence number of the last save() of this generation
     graph_codes: str | None = None  # "fp16" or "sq4": the codes the HNSW graph holds (None: no graph)
-    flat32: Any = None  # before the HNSW stage: faiss.IndexFlatIP over the float16-rounded rows
+    exact: FloatRows | None = None  # before the HNSW stage: float32 copies of the float16 rows
 
     @classmethod
     def create(cls, directory: Path, generation: int, params: HybridParams) -> State:
@@ -98,8 +99,8 @@ class State:
         for row in stale:
             self.kill(row)
         self.store.append(vectors)
-        if self.flat32 is not None:  # built by the first exact search, then kept up to date
-            self.flat32.add(vectors.astype(np.float16).astype(np.float32))
+        if self.exact is not None:  # built by the first exact search, then kept up to date
+            self.exact.extend(vectors.astype(np.float16).astype(np.float32))
         n = len(keys)
         self.tenant_no.extend(np.full(n, t, dtype=np.int32))
         self.kind_no.extend(np.full(n, k, dtype=np.int32))
@@ -128,17 +129,16 @@ class State:
             if sub is not None:
                 sub.clear(row)
 
-    def small_index(self) -> Any:
-        """The exact index of a collection below the HNSW threshold: ``faiss.IndexFlatIP`` over float32
-        copies of the stored float16 rows (so its answers are the float16 scan's), at most
-        ``4 * EXACT_WORK`` bytes (8 MB). While the rows fit in cache, faiss's float32 scan beats its
-        float16 one (which must convert every value): 0.15 vs 0.25 ms at 1,275 x 784, warm."""
-        if self.flat32 is None:
-            self.flat32 = load_faiss().IndexFlatIP(self.params.dim)
+    def exact_rows(self) -> np.ndarray:
+        """The rows a collection below the HNSW threshold scans (:mod:`.scan`): float32 copies of the
+        stored float16 rows (so its answers are the float16 scan's), at most ``4 * EXACT_WORK`` bytes
+        (8 MB). While the rows fit in cache a float32 scan beats a float16 one, which must convert every
+        value (faiss's: 0.15 vs 0.25 ms at 1,275 x 784, warm)."""
+        if self.exact is None:
+            self.exact = FloatRows(self.params.dim, self.count, self.params.hnsw_threshold)
             for start in range(0, self.count, 65536):
-                block = np.asarray(self.store.rows[start : start + 65536], dtype=np.float32)
-                self.flat32.add(block)
-        return self.flat32
+                self.exact.extend(np.asarray(self.store.rows[start : start + 65536], dtype=np.float32))
+        return self.exact.view
 
     def train_hnsw(self) -> None:
         """Build the HNSW stage over every row: float16 codes below ``sq4_threshold`` rows, else 4-bit
@@ -157,7 +157,7 @@ class State:
         for start in range(0, self.count, 65536):
             stop = min(self.count, start + 65536)
             index.add(np.asarray(self.store.rows[start:stop], dtype=np.float32))
-        self.hnsw, self.graph_codes, self.flat32 = index, "fp16" if fp16 else "sq4", None
+        self.hnsw, self.graph_codes, self.exact = index, "fp16" if fp16 else "sq4", None
 
     def subset(self, t: int, k: int) -> Subset:
         key = (t, k)
