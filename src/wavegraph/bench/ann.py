@@ -543,7 +543,7 @@ def _hybrid_case(ds: Dataset, n: int, hp: HybridParams, directory: Path) -> tupl
             f"M={hp.hnsw_m} efC={hp.ef_construction} ef={hp.graph_ef(10)} k'={hp.candidates(10)}"
         )
     else:
-        case.row["params"] = f"exact scan of the float32 copy (n < threshold {hp.hnsw_threshold:,})"
+        case.row["params"] = f"exact scan of the mapped float16 rows (n < threshold {hp.hnsw_threshold:,})"
     return case, index
 
 

@@ -354,15 +354,14 @@ def test_memory_is_accounted_at_every_size(tmp_path: Path, dim: int) -> None:
         index.add_batch("a", "doc", [str(i) for i in range(len(index), n)], x[len(index) : n])
         assert index.search("a", x[0], k=1)[0].id == "0"
         mem = _check_memory(index, n, dim)
-        assert mem["side_table"] > previous["side_table"]  # resident drops at the threshold: no float32 copy
+        assert mem["side_table"] > previous["side_table"]
         if index.trained:
             serialized = faiss.serialize_index(index._state.hnsw).nbytes
             assert abs(mem["index"] - serialized) <= 0.02 * serialized  # the structures' own sizes
             assert index.graph_codes == "fp16"  # a small graph: float16 codes, resident
             assert n * dim * 2 < mem["index"] <= n * (dim * 2 + 200)  # codes + links (M=20: <= 200 B)
         else:
-            # the float32 copy the exact search scans, with room to grow up to the threshold
-            assert n * dim * 4 <= mem["index"] <= threshold * dim * 4
+            assert mem["index"] == 0  # the exact scan reads the mapped float16 rows: nothing resident
         previous = mem
     assert index.trained
 
@@ -390,6 +389,36 @@ def test_graph_moves_to_4bit_codes_past_its_threshold(
     assert recall >= 0.95, recall
     index.save()
     assert HybridIndex.load(tmp_path / "idx").graph_codes == "sq4"
+
+
+def test_the_4bit_graph_has_links_built_from_float16_distances(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """The 4-bit index keeps the links of a float16 build over the same rows (4-bit distances make a
+    worse graph at high dimension); one thread, so both builds are deterministic."""
+    xb, _ = data
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        params = HybridParams(min_train=1000, fp16_graph_below=1500, train_size=4000)
+        index = HybridIndex(tmp_path / "idx", params)
+        index.add_batch("a", "doc", [f"d{i}" for i in range(1600)], xb[:1600])
+        assert index.graph_codes == "sq4"
+        rows = np.asarray(index._state.store.rows[:1600], dtype=np.float32)
+        ref = faiss.IndexHNSWSQ(384, faiss.ScalarQuantizer.QT_fp16, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        ref.hnsw.efConstruction = params.ef_construction
+        ref.add(rows)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    got = index._state.hnsw.hnsw
+    assert index._state.hnsw.ntotal == 1600 and got.entry_point == ref.hnsw.entry_point
+    for name in ("neighbors", "levels", "offsets"):
+        np.testing.assert_array_equal(
+            faiss.vector_to_array(getattr(got, name)), faiss.vector_to_array(getattr(ref.hnsw, name))
+        )
+    sq4 = faiss.downcast_index(index._state.hnsw.storage)
+    assert sq4.sq.qtype == faiss.ScalarQuantizer.QT_4bit and sq4.ntotal == 1600
+    assert [h.id for h in index.search("a", xb[5], k=1)] == ["d5"]
 
 
 def test_row_file_is_a_mapped_faiss_index(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:

@@ -1,13 +1,11 @@
-"""The FAISS hybrid index: exact search for small collections, HNSW above, distances computed by faiss
-(the small collections' scan by a compiled kernel of its own); the float16 rows live in one
-memory-mapped file.
+"""The FAISS hybrid index: exact search for small collections and small filters (a compiled scan of its
+own), HNSW above (faiss); the float16 rows live in one memory-mapped file.
 
 Composition (``n`` rows, dimension ``d``; thresholds in rows x dimensions, so they hold at any d)::
 
     n*d < 2 M (EXACT_WORK; 5,208 rows at 384-d, 2,551 at 784-d), or a small selective filter:
-        query ──► exact inner product: the numba scan of :mod:`.scan` over a float32 copy of the
-                  float16 rows (<= 8 MB); a small filter on a larger index: faiss's scan of the mapped
-                  float16 file
+        query ──► exact inner product: the numba scan of :mod:`.scan` over the mapped float16 rows
+                  (a filter: over its list of live rows); nothing resident but the side table
     2 M <= n*d < 16 M (FP16_GRAPH_WORK; 41,666 rows at 384-d, 20,408 at 784-d):
         query ──► IndexHNSWSQ(QT_fp16, M=20, efC=160), efSearch = 1.25 x ef: its distances are the
                   float16 rows' own, so no rerank (codes resident, <= 32 MB)
@@ -15,32 +13,35 @@ Composition (``n`` rows, dimension ``d``; thresholds in rows x dimensions, so th
         query ──► IndexHNSWSQ(QT_4bit, M=20, efC=160), efSearch = 1.5 x ef, k′ = max(k_prime, 2k)
                   candidates ──► exact rerank of the k′ float16 rows of the mapped file, one C++ call:
                   faiss.IndexRefine(hnsw, mapped rows); 0.24 of flat float32 resident at 1 M x 384
-    every path: the tenant/kind bitmap as a faiss IDSelector (none when the filter selects every row;
-    the small scan reads the filter's list of live rows instead)
+    graph paths: the tenant/kind bitmap as a faiss IDSelector (none when the filter selects every row)
 
-The row file is also a valid faiss ``IndexScalarQuantizer(QT_fp16)`` file (:mod:`.rows`): numpy appends
-to it, faiss maps it with ``IO_FLAG_MMAP_IFC`` for the rerank and filtered exact scans, so nothing is
-cast in numpy (its float16 cast is scalar, ~3 ns a value: the former exact path took 22.8 ms on 9,800 x
-784 where ``IndexFlatIP`` took 1.4 ms, and 75 µs of every HNSW search went to casting 64 rerank rows).
+The row file is also a valid faiss ``IndexScalarQuantizer(QT_fp16)`` file (:mod:`.rows`): numpy appends to it,
+faiss maps it with ``IO_FLAG_MMAP_IFC`` for the rerank and the exact scan reads it in place, so nothing is
+cast in numpy (its float16 cast is scalar, ~3 ns a value: the former exact path took 22.8 ms on 9,800 x 784
+where ``IndexFlatIP`` took 1.4 ms, and 75 µs of every HNSW search went to casting 64 rerank rows).
 
 Why three tiers (measured, 2 shared cores, one faiss thread, steady state):
 
-- Below the HNSW threshold an exact scan is as fast as a graph search and exact. A float32 scan of
-  cache-resident rows beats a float16 one (which converts every value; faiss's: 0.15 vs 0.25 ms at
-  1,275 x 784). faiss's own flat scan of one query is bound by the latency of one dot product's chain
-  of additions; the kernel of :mod:`.scan` runs four rows' chains at once and takes 0.6-0.75 of its
-  time (637 x 784 to 5,207 x 384), which pays for the hybrid's Python around it (input checks, tenant
-  lookup, building ``Hit`` tuples: ~17 µs warm, more after another index's scan flushed the caches).
-  With faiss's kernel the hybrid was 1.05-1.48x exact flat's p95 below the threshold.
+- Below the HNSW threshold an exact scan is as fast as a graph search and exact. faiss's flat scan of
+  one query is bound by the latency of one dot product's chain of additions (and its float16 scan
+  converts value by value: 0.25 ms against its float32 0.15 at 1,275 x 784); the kernel of
+  :mod:`.scan` runs four rows' chains at once and converts float16 with the CPU's instruction, so it
+  reads half the bytes and takes ~0.5 of faiss's float32 time (1,300 x 384: 0.037 vs 0.080 ms; 5,208
+  x 384: 0.141 vs 0.266). That pays for the hybrid's Python around it (input checks, tenant lookup,
+  building ``Hit`` tuples: ~17 µs warm, ~45 µs after another index's scan flushed the caches). With
+  faiss's float32 kernel on a float32 copy the hybrid was 1.05-1.48x exact flat's p95 here.
 - Above it, while HNSW-flat's float32 vectors fit in cache, 4-bit codes lose: decoding them costs more
   than a float16 load, and the 4-bit graph was 1.3-1.6x slower than HNSW20-flat (5,102 x 784, 10,416 x
   384). A float16 graph was 0.65-0.7x HNSW20-flat's latency at its recall (same distances to 5e-4).
 - Past 16 M values float16 codes would hold 0.5 of flat float32 in RAM; 4-bit codes keep the index at
   0.24 of it (the budget below), and the graph, not the codes, is then what limits recall.
-- At efSearch 64 the 4-bit graph trailed HNSW20-flat by 0.0004-0.002 recall@10 (as much with a graph
-  built from exact distances: the traversal costs it, not the graph); ef 80 matched or beat it at
-  1,000-50,000 rows except 40,816 x 784 (-0.0007), so the 4-bit graph searches at 1.5 x ef
-  (``sq4_ef_scale``, ef 96) and the float16 graph, whose distances are HNSW-flat's, at 1.25 x ef.
+- At efSearch 64 the 4-bit graph trailed HNSW20-flat by 0.0004-0.002 recall@10 at 384-d (as much with
+  a graph built from exact distances: the traversal costs it there), so it searches at 1.5 x ef
+  (``sq4_ef_scale``, ef 96) and the float16 graph, whose distances are HNSW-flat's, at 1.25 x ef. At
+  784-d the graph did cost it: links built from 4-bit distances gave 0.9981 at 40,816 x 784 (ef 96;
+  HNSW20-flat 0.9991), the same codes on links built from float16 distances 0.9992. So the 4-bit
+  index's links are always built from float16 distances (:meth:`State.train_hnsw`), which is also the
+  faster build (44 vs 61 s there).
 
 ``wavegraph bench ann --quick`` (``bench/results/ann_quick.json``; p95 of 600 single queries per
 index, runs of 20 interleaved across the indexes; "vs ex." and "vs HNSW" are the hybrid's p95 over
@@ -49,10 +50,10 @@ exact flat's and HNSW20-flat's in the same run; recall@10 hybrid / HNSW20-flat):
     =============  =======  =========  =====================  ======  =======  =============  ========
     set            n        path       p95 ms ours/exact/HNSW  vs ex.  vs HNSW  recall@10 o/H  RAM+map
     =============  =======  =========  =====================  ======  =======  =============  ========
-    wordnet          2,604  exact       0.292  0.260  0.203    1.12    1.44    1.0000/1.0000  5+2MB
-    wordnet         10,416  hnsw-fp16   0.467  1.777  0.378    0.26    1.24    0.9970/0.9970  12+8MB
-    synthetic-784    1,275  exact       0.292  0.231  0.269    1.26    1.08    1.0000/0.9920  4+2MB
-    synthetic-784    5,102  hnsw-fp16   0.736  1.694  0.660    0.43    1.11    0.9925/0.9880  10+8MB
+    wordnet          2,604  exact       0.245  0.293  0.245    0.84    1.00    1.0000/1.0000  1+2MB
+    wordnet         10,416  hnsw-fp16   0.489  1.822  0.426    0.27    1.15    0.9970/0.9970  12+8MB
+    synthetic-784    1,275  exact       0.147  0.187  0.229    0.79    0.65    1.0000/0.9920  0+2MB
+    synthetic-784    5,102  hnsw-fp16   0.836  1.863  0.717    0.45    1.17    0.9925/0.9880  10+8MB
     =============  =======  =========  =====================  ======  =======  =============  ========
 
 Full run (``bench/results/ann_full.json``, 1,000 queries x 2 passes, ``--n 0``: no 1 M set)::
@@ -60,35 +61,35 @@ Full run (``bench/results/ann_full.json``, 1,000 queries x 2 passes, ``--n 0``: 
     =============  =======  =========  =====================  ======  =======  =============  ========
     set            n        path       p95 ms ours/exact/HNSW  vs ex.  vs HNSW  recall@10 o/H  RAM+map
     =============  =======  =========  =====================  ======  =======  =============  ========
-    wordnet          1,302  exact       0.138  0.136  0.156    1.01    0.89    1.0000/0.9992  2+1MB
-    wordnet          5,207  exact       0.647  0.584  0.258    1.11    2.50    0.9999/0.9978  9+4MB
-    wordnet          5,209  hnsw-fp16   0.362  0.688  0.309    0.53    1.17    0.9995/0.9984  6+4MB
-    wordnet         20,832  hnsw-fp16   0.508  3.576  0.421    0.14    1.21    0.9982/0.9973  24+16MB
-    wordnet         83,328  hnsw-sq4    0.843 15.845  0.685    0.05    1.23    0.9976/0.9948  47+64MB
-    wordnet        100,000  hnsw-sq4    0.855 18.378  0.696    0.05    1.23    0.9968/0.9939  57+77MB
-    synthetic-784      637  exact       0.115  0.105  0.151    1.09    0.76    0.9999/0.9968  2+2MB
-    synthetic-784    2,550  exact       0.598  0.592  0.449    1.01    1.33    1.0000/0.9874  9+4MB
-    synthetic-784    2,552  hnsw-fp16   0.411  0.569  0.363    0.72    1.14    0.9918/0.9855  5+4MB
-    synthetic-784   10,204  hnsw-fp16   0.708  3.092  0.672    0.23    1.05    0.9945/0.9919  20+16MB
-    synthetic-784   40,816  hnsw-sq4    1.278 14.321  0.863    0.09    1.48    0.9985/0.9991  31+64MB
+    wordnet          1,302  exact       0.118  0.133  0.159    0.89    0.74    1.0000/0.9992  0+1MB
+    wordnet          5,207  exact       0.481  0.694  0.310    0.69    1.55    0.9999/0.9978  1+4MB
+    wordnet          5,209  hnsw-fp16   0.305  0.586  0.277    0.52    1.10    0.9995/0.9984  6+4MB
+    wordnet         20,832  hnsw-fp16   0.595  3.943  0.495    0.15    1.20    0.9982/0.9973  24+16MB
+    wordnet         83,328  hnsw-sq4    0.838 14.079  0.617    0.06    1.36    0.9979/0.9948  47+64MB
+    wordnet        100,000  hnsw-sq4    0.876 19.815  0.707    0.04    1.24    0.9979/0.9939  57+77MB
+    synthetic-784      637  exact       0.090  0.096  0.136    0.94    0.67    0.9999/0.9968  0+2MB
+    synthetic-784    2,550  exact       0.409  0.641  0.449    0.64    0.91    1.0000/0.9874  1+4MB
+    synthetic-784    2,552  hnsw-fp16   0.534  0.727  0.479    0.73    1.11    0.9918/0.9855  5+4MB
+    synthetic-784   10,204  hnsw-fp16   1.030  4.289  0.958    0.24    1.07    0.9945/0.9919  20+16MB
+    synthetic-784   40,816  hnsw-sq4    1.348 15.450  0.920    0.09    1.47    0.9991/0.9991  31+64MB
     =============  =======  =========  =====================  ======  =======  =============  ========
 
-Read: at and above the HNSW threshold the hybrid beats exact flat by 1.4-20x and stays within 1.05-1.48x
-of HNSW20-flat's p95 (target 1.5) at equal or better recall@10, except 40,816 x 784 (4-bit graph):
--0.0006 recall@10 at ef 80 and ef 96 alike (4-bit candidates over 784 dims, not the search depth; an
-exact float16 scan there has recall@10 0.9999, so the rounding is not it). Below it the hybrid's p50 is
-0.6-1.0x exact flat's (the kernel of :mod:`.scan`), its p95 1.01-1.26x: p95 is set by the first query of
-each run of 20 (another index's scan ran before it), where the scan of 8 MB waits on DRAM for both
-indexes alike (0.63 vs 0.68 ms at 5,207 x 384, kernel alone vs exact flat) and the hybrid's Python
-(query check, hits: ~45 µs when cold, ~17 µs warm) is what remains. The target "never above exact flat"
-is not met there.
+Read: the hybrid never loses to brute force: its p95 is 0.64-0.94x exact flat's below the HNSW threshold
+(the float16 scan) and 0.04-0.73x above it. Above the threshold it stays within 1.07-1.47x of
+HNSW20-flat's p95 (target 1.5) at equal or better recall@10 everywhere, 40,816 x 784 included (0.9991
+both; it was 0.9985 with links built from 4-bit distances). The tightest margins are both at 40,816 x
+784, the 4-bit graph at 784-d: p95 1.47x and recall +0.0000. p95 below the threshold is set by the first
+query of each run of 20 (another index's scan ran before it: rows come from DRAM), where reading half
+the bytes counts most. Figures move by ~0.1 between runs on this shared machine; the earlier run with a
+float32 copy and the same kernel gave 1.01-1.11x exact flat below the threshold.
 
-Memory per vector at 384-d (flat float32 = 1,536 B; the target at scale is <= 1/4 = 384 B): with
-4-bit codes, HNSW graph ~177 B (M=20: 40 level-0 links + upper levels + offsets) + SQ4 codes 192 B =
-**368 B in RAM (0.24 of flat)**, measured at 1 M; the float16 rows (768 B) stay in the mapped file.
-Smaller indexes hold more per row but a bounded total: the float32 copy <= 8 MB, the float16 graph codes
-<= 32 MB (+ links). The side table (ids, key map, bitmaps) is ~200 B per row. ``memory_bytes()`` reports
-all of it at every size, resident and mapped separately, from the structures' sizes (no serialisation).
+Memory per vector at 384-d (flat float32 = 1,536 B; the target at scale is <= 1/4 = 384 B): with 4-bit codes,
+HNSW graph ~177 B (M=20: 40 level-0 links + upper levels + offsets) + SQ4 codes 192 B = **368 B in RAM (0.24
+of flat)**, measured at 1 M; the float16 rows (768 B) stay in the mapped file. Smaller indexes hold more per
+row but a bounded total: below the HNSW threshold nothing but the side table (the scan reads the mapped rows),
+the float16 graph codes <= 32 MB (+ links). The side table (ids, key map, bitmaps) is ~200 B per row.
+``memory_bytes()`` reports all of it at every size, resident and mapped separately, from the structures' sizes
+(no serialisation).
 
 Why HNSW-SQ4 + float16 rerank (100,000 MiniLM WordNet glosses, 300 queries, M=16, efC 80, ef = k′ = 64):
 
@@ -110,13 +111,13 @@ defaults.
 
 Ids and filters: faiss sees row numbers 0..n-1 (one per added vector, never reused); a side table maps them
 to (tenant, kind, id) strings and back. Every search is limited to one tenant (and optionally one kind)
-by a per-filter bitmap (``faiss.IDSelectorBitmap``, kept up to date incrementally, dead rows cleared),
-given to the exact scan or to HNSW (``SearchParametersHNSW(sel=...)``, efSearch raised by
+by a per-filter bitmap (``faiss.IDSelectorBitmap``, kept up to date incrementally, dead rows cleared)
+given to HNSW (``SearchParametersHNSW(sel=...)``, efSearch raised by
 ``1/sqrt(fraction selected)`` up to ``max_ef``: recall@10 >= 0.97 down to 10 % selectivity). A filter
 selecting at most ``exact_below`` rows and under ``graph_min_fraction`` (10 %) of the index is searched
 exactly (graph search degrades when a few percent of the nodes qualify: 0.46 recall at 1 % with ef 64);
-the exact scan costs ~0.45 µs per selected row (random access) + ~3.5 ns per row for the bitmap,
-the same as a float32 flat scan with the same selector. A filter that selects every row uses no selector.
+the exact scan reads the filter's list of rows (live ones only, by the alive column), so it costs per
+selected row, not per row of the index. A filter that selects every row uses no selector and no list.
 
 Adds and deletes: ``add`` appends (an existing (tenant, kind, id) is replaced: the old row becomes a
 tombstone); ``delete`` tombstones (HNSW cannot remove nodes). Tombstones never surface (they are cleared

@@ -153,13 +153,11 @@ class HybridIndex:
             if selected == 0:
                 return [[] for _ in range(len(queries))]
             assert t is not None and kn is not None
-            sel = candidates = None  # the filter selects every row: no selector
-            if selected != st.count:
-                sub = st.subset(t, kn)
-                sel, candidates = sub.selector(), sub.ids.view
+            sub = None if selected == st.count else st.subset(t, kn)  # None: every row is selected
             if self.path(selected) == "exact":
-                scores, labels = self._exact(st, queries, k, sel, candidates)
+                scores, labels = self._exact(st, queries, k, None if sub is None else sub.ids.view)
             else:
+                sel = None if sub is None else sub.selector()
                 scores, labels = self._graph(st, queries, k, sel, selected / st.count)
             return self._hits(st, tenant, kind, scores, labels)
 
@@ -177,20 +175,15 @@ class HybridIndex:
         return "hnsw"
 
     def _exact(
-        self, st: State, queries: np.ndarray, k: int, sel: Any, candidates: np.ndarray | None
+        self, st: State, queries: np.ndarray, k: int, candidates: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exhaustive inner product over the rows selected by ``sel`` and ``candidates`` (every row when
-        ``None``). On CPU: below the HNSW threshold the compiled scan of the float32 copy (:mod:`.scan`;
-        a filter scans only its live rows), above it (a small filter) faiss's float16 scan of the mapped
-        file. On a GPU, ``faiss.knn_gpu`` over the float16 rows (the live rows among ``candidates``
-        gathered first when filtered)."""
+        """Exhaustive inner product over the live rows among ``candidates`` (every row when ``None``).
+        On CPU the compiled scan of the mapped float16 rows (:mod:`.scan`). On a GPU, ``faiss.knn_gpu``
+        over the float16 rows (the live rows among ``candidates`` gathered first when filtered)."""
         if self._gpu_res is None:
-            if st.hnsw is None:
-                alive = None if candidates is None else st.alive.view
-                out = _outputs(len(queries), k, self._out)
-                return top_k(st.exact_rows(), queries, k, candidates, alive, out)
-            params = None if sel is None else self._search_params(("exact",), sel)
-            return _search(st.store.faiss_view(), queries, k, params, self._out)
+            alive = None if candidates is None else st.alive.view
+            out = _outputs(len(queries), k, self._out)
+            return top_k(st.store.bits, queries, k, candidates, alive, out)
         faiss = load_faiss()
         ids = None if candidates is None else candidates[st.alive.view[candidates]]
         rows = np.ascontiguousarray(st.store.rows if ids is None else st.store.rows[ids])
@@ -226,9 +219,7 @@ class HybridIndex:
             return hit[1]
         faiss = load_faiss()
         base = None  # kept in the cache entry: the refine params point at it
-        if key[0] == "exact":
-            params = faiss.SearchParameters(sel=sel)
-        elif key[0] == "fp16":
+        if key[0] == "fp16":
             params = faiss.SearchParametersHNSW(efSearch=key[1])
             if sel is not None:
                 params.sel = sel
@@ -353,17 +344,14 @@ class HybridIndex:
     def memory_bytes(self) -> dict[str, int]:
         """Sizes in bytes, from the structures' own sizes (cheap: no serialisation).
 
-        Resident: ``index`` (HNSW links, offsets and levels + its float16 or 4-bit codes; before the
-        HNSW stage, the float32 copy that the exact search scans, once a search has built it)
-        and ``side_table`` (numpy columns, subset bitmaps and row lists, an estimate of the id strings
-        and key dict); ``resident`` is their sum (nothing else is held: exact scans and reranks read the
-        mapped file). Mapped: ``mapped_file``, the float16 row file (header + capacity), paged in on
-        demand and given back under memory pressure. ``total`` = ``resident`` + ``mapped_file``."""
+        Resident: ``index`` (HNSW links, offsets and levels + its float16 or 4-bit codes; 0 before the
+        HNSW stage, whose exact scan reads the mapped rows) and ``side_table`` (numpy columns, subset
+        bitmaps and row lists, an estimate of the id strings and key dict); ``resident`` is their sum
+        (nothing else is held: exact scans and reranks read the mapped file). Mapped: ``mapped_file``,
+        the float16 row file (header + capacity), paged in on demand and given back under memory
+        pressure. ``total`` = ``resident`` + ``mapped_file``."""
         st = self._state
-        if st.hnsw is not None:
-            index = _hnsw_bytes(st.hnsw)
-        else:
-            index = 0 if st.exact is None else st.exact.nbytes
+        index = 0 if st.hnsw is None else _hnsw_bytes(st.hnsw)
         side = st.side_table_bytes()
         mapped = st.store.file_bytes
         return {

@@ -19,8 +19,9 @@ Row = tuple[str, str, str, np.ndarray]
 
 # Rows x dimensions one exact scan may cost before the HNSW stage pays for itself. Measured on 2 shared
 # cores, one faiss thread: an exact scan and an HNSW20 search (ef 80-96) cost the same near 5,000 rows at
-# 384-d and 2,500-3,000 rows at 784-d (a scan grows with n*d, a graph search hardly does). Below it the
-# exact search keeps a float32 copy: at most 4 * EXACT_WORK bytes (8 MB), whatever the dimension.
+# 384-d and 2,500-3,000 rows at 784-d (a scan grows with n*d, a graph search hardly does). That was with
+# faiss's flat scan; the float16 scan of .scan is ~2x faster, which moves the crossing up, but a graph
+# gives the same answers in a bounded time while a scan's grows, so the threshold stays here.
 EXACT_WORK = 2_000_000
 # Rows x dimensions up to which the HNSW graph holds float16 codes (at most 32 MB of them, any dim). There
 # a float32 HNSW-flat sits in cache, and 4-bit codes, whose decoding costs more than a float16 load, made

@@ -77,6 +77,7 @@ class RowStore:
             raise IndexCorrupt(f"{path}: holds {held} rows, the manifest says {count}")
         self._map: np.memmap[Any, np.dtype[np.uint8]] | None = None
         self._rows: np.ndarray | None = None
+        self._bits: np.ndarray | None = None
         self._view: Any = None
         self._capacity = (size - self.header) // self.row_bytes
         if self._capacity == 0:
@@ -89,11 +90,12 @@ class RowStore:
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r+")
         body = self._map[self.header : self.header + self._capacity * self.row_bytes]
         self._rows = body.view(np.float16).reshape(self._capacity, self.dim)
+        self._bits = np.asarray(self._rows).view(np.uint16)  # a plain ndarray: what numba reads
 
     def _resize(self, capacity: int) -> None:
         if self._map is not None:
             self._map.flush()
-            self._map = self._rows = None
+            self._map = self._rows = self._bits = None
         with self.path.open("r+b") as fh:
             fh.truncate(self.header + capacity * self.row_bytes)
         self._capacity = capacity
@@ -112,6 +114,14 @@ class RowStore:
         if self._rows is None:
             raise RuntimeError(f"{self.path}: the index was closed")
         return self._rows[: self.count]
+
+    @property
+    def bits(self) -> np.ndarray:
+        """The stored rows' float16 bit patterns, ``(count, dim)`` uint16 (the same mapped memory as
+        :attr:`rows`): what the exact scan of :mod:`.scan` reads."""
+        if self._bits is None:
+            raise RuntimeError(f"{self.path}: the index was closed")
+        return self._bits[: self.count]
 
     def append(self, vectors: np.ndarray) -> None:
         need = self.count + len(vectors)
@@ -145,7 +155,7 @@ class RowStore:
 
     def close(self) -> None:
         self.flush()
-        self._map = self._rows = self._view = None
+        self._map = self._rows = self._bits = self._view = None
 
     @property
     def file_bytes(self) -> int:

@@ -23,7 +23,6 @@ import numpy as np
 from wavegraph.sinks.faiss.errors import IndexCorrupt, load_faiss
 from wavegraph.sinks.faiss.params import HybridParams, Row
 from wavegraph.sinks.faiss.rows import Grow, RowStore, Subset
-from wavegraph.sinks.faiss.scan import FloatRows
 
 __all__ = ["CHUNK", "FORMAT_VERSION", "State"]
 
@@ -54,7 +53,6 @@ class State:
     kind_index: dict[str, int] = field(default_factory=dict)
     saves: int = 0  # sequence number of the last save() of this generation
     graph_codes: str | None = None  # "fp16" or "sq4": the codes the HNSW graph holds (None: no graph)
-    exact: FloatRows | None = None  # before the HNSW stage: float32 copies of the float16 rows
 
     @classmethod
     def create(cls, directory: Path, generation: int, params: HybridParams) -> State:
@@ -99,8 +97,6 @@ class State:
         for row in stale:
             self.kill(row)
         self.store.append(vectors)
-        if self.exact is not None:  # built by the first exact search, then kept up to date
-            self.exact.extend(vectors.astype(np.float16).astype(np.float32))
         n = len(keys)
         self.tenant_no.extend(np.full(n, t, dtype=np.int32))
         self.kind_no.extend(np.full(n, k, dtype=np.int32))
@@ -129,35 +125,40 @@ class State:
             if sub is not None:
                 sub.clear(row)
 
-    def exact_rows(self) -> np.ndarray:
-        """The rows a collection below the HNSW threshold scans (:mod:`.scan`): float32 copies of the
-        stored float16 rows (so its answers are the float16 scan's), at most ``4 * EXACT_WORK`` bytes
-        (8 MB). While the rows fit in cache a float32 scan beats a float16 one, which must convert every
-        value (faiss's: 0.15 vs 0.25 ms at 1,275 x 784, warm)."""
-        if self.exact is None:
-            self.exact = FloatRows(self.params.dim, self.count, self.params.hnsw_threshold)
-            for start in range(0, self.count, 65536):
-                self.exact.extend(np.asarray(self.store.rows[start : start + 65536], dtype=np.float32))
-        return self.exact.view
-
     def train_hnsw(self) -> None:
         """Build the HNSW stage over every row: float16 codes below ``sq4_threshold`` rows, else 4-bit
-        codes with the quantizer trained on up to ``train_size`` live rows."""
+        codes with the quantizer trained on up to ``train_size`` live rows. Either way the links are
+        built from float16 distances: a graph built from 4-bit distances is a worse graph at high
+        dimension (40,816 x 784, ef 96: recall@10 0.9981 against 0.9992 for the same 4-bit codes on
+        links built from float16, HNSW20-flat 0.9991; and the float16 build took 44 s, the 4-bit one 61
+        s). The 4-bit index then takes the links and only the float16 codes are dropped."""
         faiss = load_faiss()
         p = self.params
         fp16 = self.count < p.sq4_threshold
-        qtype = faiss.ScalarQuantizer.QT_fp16 if fp16 else faiss.ScalarQuantizer.QT_4bit
-        index = faiss.IndexHNSWSQ(p.dim, qtype, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = p.ef_construction
-        if not fp16:
-            live = np.flatnonzero(self.alive.view)
-            if len(live) > p.train_size:
-                live = np.sort(np.random.default_rng(0).choice(live, p.train_size, replace=False))
-            index.train(self.store.gather(live))
+        graph = faiss.IndexHNSWSQ(p.dim, faiss.ScalarQuantizer.QT_fp16, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = p.ef_construction
+        for block in self._blocks():
+            graph.add(block)
+        if fp16:
+            self.hnsw, self.graph_codes = graph, "fp16"
+            return
+        index = faiss.IndexHNSWSQ(p.dim, faiss.ScalarQuantizer.QT_4bit, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        live = np.flatnonzero(self.alive.view)
+        if len(live) > p.train_size:
+            live = np.sort(np.random.default_rng(0).choice(live, p.train_size, replace=False))
+        index.train(self.store.gather(live))
+        for block in self._blocks():
+            index.storage.add(block)
+        index.hnsw = graph.hnsw  # a copy of the links (and levels, entry point, efConstruction)
+        index.ntotal = graph.ntotal
+        del graph
+        self.hnsw, self.graph_codes = index, "sq4"
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        """Every row (live or not: faiss ids are row numbers) as float32, 65,536 at a time."""
         for start in range(0, self.count, 65536):
             stop = min(self.count, start + 65536)
-            index.add(np.asarray(self.store.rows[start:stop], dtype=np.float32))
-        self.hnsw, self.graph_codes, self.exact = index, "fp16" if fp16 else "sq4", None
+            yield np.asarray(self.store.rows[start:stop], dtype=np.float32)
 
     def subset(self, t: int, k: int) -> Subset:
         key = (t, k)
