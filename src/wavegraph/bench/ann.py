@@ -540,7 +540,8 @@ def _hybrid_case(ds: Dataset, n: int, hp: HybridParams, directory: Path) -> tupl
     _hybrid_memory(case.row, index)
     if path == "hnsw":
         case.row["params"] = (
-            f"M={hp.hnsw_m} efC={hp.ef_construction} ef={hp.graph_ef(10)} k'={hp.candidates(10)}"
+            f"M={hp.hnsw_m} efC={hp.ef_construction} ef={hp.graph_ef(10, 1.0, index.graph_codes or 'fp16')} "
+            f"k'={hp.candidates(10)}"
         )
     else:
         case.row["params"] = f"exact scan of the mapped float16 rows (n < threshold {hp.hnsw_threshold:,})"
