@@ -42,7 +42,7 @@ except ImportError:  # the index raises MissingPrerequisite at its first exact s
 
     _inline = _jit
 
-    def _half(bits: Any) -> Any:
+    def _half(bits: Any) -> Any:  # never reached (top_k checks for numba first); it types the kernels
         raise MissingPrerequisite("numba")
 
 else:
@@ -80,13 +80,12 @@ def top_k(
     scores, labels = out
     if rows.dtype == np.float16:
         rows = rows.view(np.uint16)
+    _require_numba()
     if ids is None:
-        _require_numba()
         _scan_all(rows, queries, scores, labels)
     else:
         if alive is None:
             alive = np.ones(len(rows), dtype=np.bool_)
-        _require_numba()
         _scan_ids(rows, ids, alive, queries, scores, labels)
     return scores, labels
 

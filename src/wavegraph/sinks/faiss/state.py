@@ -137,28 +137,27 @@ class State:
         fp16 = self.count < p.sq4_threshold
         graph = faiss.IndexHNSWSQ(p.dim, faiss.ScalarQuantizer.QT_fp16, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = p.ef_construction
-        for block in self._blocks():
+        index = None
+        if not fp16:  # trained first, so that one pass over the rows feeds the graph and the 4-bit codes
+            index = faiss.IndexHNSWSQ(
+                p.dim, faiss.ScalarQuantizer.QT_4bit, p.hnsw_m, faiss.METRIC_INNER_PRODUCT
+            )
+            live = np.flatnonzero(self.alive.view)
+            if len(live) > p.train_size:
+                live = np.sort(np.random.default_rng(0).choice(live, p.train_size, replace=False))
+            index.train(self.store.gather(live))
+        for start in range(0, self.count, 65536):  # every row, live or not: faiss ids are row numbers
+            block = np.asarray(self.store.rows[start : start + 65536], dtype=np.float32)
             graph.add(block)
-        if fp16:
+            if index is not None:
+                index.storage.add(block)
+        if index is None:
             self.hnsw, self.graph_codes = graph, "fp16"
             return
-        index = faiss.IndexHNSWSQ(p.dim, faiss.ScalarQuantizer.QT_4bit, p.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        live = np.flatnonzero(self.alive.view)
-        if len(live) > p.train_size:
-            live = np.sort(np.random.default_rng(0).choice(live, p.train_size, replace=False))
-        index.train(self.store.gather(live))
-        for block in self._blocks():
-            index.storage.add(block)
         index.hnsw = graph.hnsw  # a copy of the links (and levels, entry point, efConstruction)
         index.ntotal = graph.ntotal
         del graph
         self.hnsw, self.graph_codes = index, "sq4"
-
-    def _blocks(self) -> Iterator[np.ndarray]:
-        """Every row (live or not: faiss ids are row numbers) as float32, 65,536 at a time."""
-        for start in range(0, self.count, 65536):
-            stop = min(self.count, start + 65536)
-            yield np.asarray(self.store.rows[start:stop], dtype=np.float32)
 
     def subset(self, t: int, k: int) -> Subset:
         key = (t, k)
