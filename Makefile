@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := redis-server espeak-ng wordnet-base chromium prometheus shellcheck
+APT_PACKAGES := redis-server espeak-ng wordnet-base chromium prometheus shellcheck linux-perf
 # The hashed lock `make install` installs from (`make lock` regenerates both from pyproject.toml);
 # the GPU job passes LOCK=requirements-gpu.txt (into a fresh venv: pip does not remove faiss-cpu).
 # MARK narrows the pytest steps (the GPU job: MARK=gpu).
@@ -20,7 +20,7 @@ export WAVEGRAPH_HTTP__ALLOW_DEV_KEYS ?= true
 .PHONY: install system-deps venv lock ui lint typecheck actionlint alert-rules pytest pytest-unit pytest-heavy \
 	bench-gate test test-unit test-heavy demo services-up services-down bench clean
 
-system-deps:  ## Debian packages: Redis server, espeak-ng (test speech), WordNet (ANN bench sentences), promtool, shellcheck
+system-deps:  ## Debian packages: Redis server, espeak-ng (test speech), WordNet (ANN bench sentences), promtool, shellcheck, perf (bench pgvector --profile)
 	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "wavegraph needs Java 17+ and Maven: apt-get install openjdk-17-jre-headless maven"; exit 1; }
 	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { \
 	  echo "installing $(APT_PACKAGES)"; \

@@ -60,6 +60,8 @@ def write_report(report: Mapping[str, Any], out: Path | None = None, console: Co
 
 
 def print_report(report: Mapping[str, Any], console: Console) -> None:
+    """The rows as a table, one row a line; when that is wider than the console and there are fewer rows
+    than fields, transposed (one row a column), since rich squeezes too many columns into blanks."""
     rows = report.get("rows") or []
     table = Table(title=f"bench {report['bench']}  (ratio: {_fmt(report.get('ratio'))})")
     columns: list[str] = []
@@ -67,10 +69,19 @@ def print_report(report: Mapping[str, Any], console: Console) -> None:
         for key in row:
             if key not in columns:
                 columns.append(key)
-    for col in columns:
-        table.add_column(col, justify="right")
-    for row in rows:
-        table.add_row(*(_fmt(row.get(c)) for c in columns))
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    width = sum(max(len(col), *(len(line[i]) for line in cells)) + 3 for i, col in enumerate(columns))
+    if width > console.width and len(rows) < len(columns):
+        table.add_column("field", justify="left")
+        for number in range(1, len(rows) + 1):
+            table.add_column(f"#{number}", justify="right")
+        for i, col in enumerate(columns):
+            table.add_row(col, *(line[i] for line in cells))
+    else:
+        for col in columns:
+            table.add_column(col, justify="right")
+        for line in cells:
+            table.add_row(*line)
     console.print(table)
 
 

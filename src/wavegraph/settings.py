@@ -142,10 +142,23 @@ class PostgresSettings(_Section):
     # ivfflat sorts every candidate of its probed lists: ~120k at 1M rows, lists=100, probes 12, which
     # spills past the stock 4MB to temp files (measured: p50 -15 % at 64MB); 32MB covers ~probes 50
     work_mem: str = Field("32MB", pattern=r"^[0-9]+(kB|MB|GB)$")
+    # glibc returns a freed block of ≥ 128 kB to the kernel at once (and trims the heap top), so the sort
+    # memory of every such query is mapped and zeroed by page faults again: 10 % of the server's CPU
+    # at ~120k candidates (perf, `wavegraph bench pgvector --profile`). Backends keep up to this much
+    # freed memory for reuse instead (MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_); "0" keeps
+    # glibc's defaults. A backend's resident memory then stays at its own peak until it exits.
+    malloc_keep: str = Field("256MB", pattern=r"^[0-9]+(kB|MB|GB)?$")
 
     @property
     def url(self) -> str:
         return self.dsn or f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def server_env(self) -> dict[str, str]:
+        """Environment variables of the managed server (glibc's malloc, see ``malloc_keep``)."""
+        size = _bytes(self.malloc_keep)
+        if size == 0:
+            return {}
+        return {"MALLOC_TRIM_THRESHOLD_": str(size), "MALLOC_MMAP_THRESHOLD_": str(size)}
 
     def server_options(self) -> str:
         """The ``-c name=value`` options of the managed server (see the fields above)."""
@@ -153,6 +166,15 @@ class PostgresSettings(_Section):
             f"-c shared_buffers={self.shared_buffers} -c effective_cache_size={self.effective_cache_size} "
             f"-c maintenance_work_mem={self.maintenance_work_mem} -c work_mem={self.work_mem}"
         )
+
+
+def _bytes(size: str) -> int:
+    """``"256MB"`` -> 268435456 (PostgreSQL's units: kB, MB, GB, powers of 1024; no unit: bytes)."""
+    units = {"kB": 2**10, "MB": 2**20, "GB": 2**30}
+    for unit, scale in units.items():
+        if size.endswith(unit):
+            return int(size[: -len(unit)]) * scale
+    return int(size)
 
 
 class RedisSettings(_Section):

@@ -38,6 +38,13 @@ this machine's streaming read rate (numpy sum over a 2 GiB array, best of 3, in 
 ``floor_ms = scan_bytes / bandwidth`` is the physical floor of a query that must read those pages once,
 and ``p95_over_floor`` says how far the real p95 is above it.
 
+``profile`` (``--profile``): after each ivfflat measurement, :data:`PROFILED` more queries run (untimed)
+while Linux ``perf`` samples the pool's backends (:mod:`wavegraph.bench.perf_profile`); the row gains
+``cpu_distance`` and ``cpu_sort`` (shares of the samples in the distance function and in sorting),
+``us_per_candidate`` (the timed p50 over ``probes/lists`` of the rows, what ivfflat ranks), and
+``params.datasets.<set>.profiles`` keeps each profile (groups and top symbols). Without perf,
+``params.profile`` says why.
+
 Headline: ``params.probes_needed`` is the smallest ``probes`` whose ivfflat ``lists=100`` recall@k reaches
 0.9 on the largest dataset, for the storage with the lowest p95 there (``params.headline_storage``; every
 storage's figure is in ``params.datasets``), and ``ratio = p95_ms at probes_needed / 30 ms`` (the issue's
@@ -70,6 +77,7 @@ from wavegraph.bench.ann import (
     synthetic_clustered,
     wordnet_sentences,
 )
+from wavegraph.bench.perf_profile import PerfRecording
 from wavegraph.clients import pg_pool
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.report import build_report, write_report
@@ -102,6 +110,7 @@ QUICK_N = 20_000
 FULL_SYNTHETIC_N = 100_000
 QUICK_QUERIES = 200
 WARMUP = 20
+PROFILED = 100  # queries run again under perf with --profile (untimed)
 EXPLAINED = 5  # queries whose EXPLAIN (ANALYZE, BUFFERS) gives the bytes scanned per query
 BLOCK = 8192
 BANDWIDTH_BYTES = 2 * 2**30
@@ -127,6 +136,7 @@ def run_pgvector_bench(
     prewarm: bool = True,
     server: Server = "shared",
     shared_buffers: str | None = None,
+    profile: bool = False,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Run the bench, write the JSON report (``out``, default ``bench/results/pgvector.json``), print the
@@ -134,7 +144,8 @@ def run_pgvector_bench(
     ``nq`` caps the queries per dataset; ``hnsw=False`` skips the HNSW builds (slow at a million rows);
     ``table`` is created and dropped; ``probes`` replaces :data:`PROBES` for ``lists=100``; ``storages``
     are the index storages to compare; ``server="ephemeral"`` runs on a throwaway server (with
-    ``shared_buffers`` instead of ``settings.postgres.shared_buffers`` when given)."""
+    ``shared_buffers`` instead of ``settings.postgres.shared_buffers`` when given); ``profile`` samples the
+    server's backends with ``perf`` during each ivfflat measurement (see the module docstring)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if nq is not None and nq < 1:
@@ -155,6 +166,7 @@ def run_pgvector_bench(
         probes=tuple(sorted(set(probes))) if probes else PROBES,
         storages=tuple(dict.fromkeys(storages)),
         prewarm=prewarm,
+        profile=profile,
     )
     console = console or Console()
     if server == "ephemeral":
@@ -178,9 +190,10 @@ class _Options:
         probes: tuple[int, ...],
         storages: tuple[ddl.Storage, ...],
         prewarm: bool,
+        profile: bool = False,
     ) -> None:
         self.quick, self.k, self.hnsw, self.probes = quick, k, hnsw, probes
-        self.storages, self.prewarm = storages, prewarm
+        self.storages, self.prewarm, self.profile = storages, prewarm, profile
 
 
 async def _run(
@@ -240,6 +253,8 @@ async def _run(
                 found, info = await _bench_dataset(ctx, ds)
                 rows.extend(found)
                 params["datasets"][ds.name] = info
+                if ctx.profile_note:
+                    params["profile"] = ctx.profile_note
     params["load_average_1m"]["end"] = round(os.getloadavg()[0], 2)
     largest = max(datasets, key=lambda ds: len(ds.base)).name
     headline = params["datasets"][largest]
@@ -276,6 +291,8 @@ class _Context:
             st: PgVectorStore(settings, table=table, pool=pool, index_storage=st) for st in STORAGES
         }
         self.store = self.stores["vector"]
+        self.profiles: dict[str, Any] = {}  # label -> perf profile of the backends (``--profile``)
+        self.profile_note: str | None = None  # why there is no profile
 
 
 # ------------------------------------------------------------------------------------------ pure helpers
@@ -473,6 +490,8 @@ async def _bench_dataset(ctx: _Context, ds: Dataset) -> tuple[list[dict[str, Any
     finally:
         await ddl.drop_table(store.pool, store.table)
     _summarise(rows, k, info, opt.storages)
+    if ctx.profiles:
+        info["profiles"] = ctx.profiles
     return rows, info
 
 
@@ -501,7 +520,7 @@ async def _ivfflat(
     rows: list[dict[str, Any]] = []
     for probes in probes_values:
         label = f"ivfflat {storage} lists={lists} probes={probes}"
-        stats = await _measure(ctx, storage, ds, truth, label, probes=probes)
+        stats = await _measure(ctx, storage, ds, truth, label, probes=probes, lists=lists)
         rows.append(
             {**base_row, "index": "ivfflat", "storage": storage, "lists": lists, "probes": probes}
             | {"m": None, "ef_construction": None, "ef_search": None, **stats, "build_s": build_s}
@@ -620,9 +639,11 @@ async def _measure(
     *,
     probes: int | None = None,
     ef_search: int | None = None,
+    lists: int | None = None,
 ) -> dict[str, float | None]:
     """Recall@k and single-query latency of ``len(ds.queries)`` sequential queries (after a warm-up), then
-    the pages the first :data:`EXPLAINED` queries touch (untimed) and the floor they imply."""
+    the pages the first :data:`EXPLAINED` queries touch (untimed) and the floor they imply; with
+    ``--profile``, an ivfflat measurement (``lists`` given) also gets the backends' CPU profile."""
     store, k = ctx.stores[storage], ctx.opt.k
     for q in ds.queries[:WARMUP]:
         await store.nearest(TENANT, q, k, probes=probes, ef_search=ef_search)
@@ -643,6 +664,9 @@ async def _measure(
     ]
     scanned = {name: round(float(np.mean([p[name] for p in pages]))) for name in pages[0]}
     floor = floor_ms(scanned["scan_bytes"], ctx.bandwidth)
+    profiled: dict[str, float | None] = {}
+    if ctx.opt.profile and lists is not None and probes is not None:
+        profiled = await _profile(ctx, storage, ds, label, probes, lists, float(p50))
     return {
         f"recall@{k}": round(found / truth.size, 4),
         "p50_ms": round(float(p50), 3),
@@ -652,4 +676,46 @@ async def _measure(
         **scanned,
         "floor_ms": round(floor, 3),
         "p95_over_floor": round(float(p95) / floor, 2) if floor > 0 else None,
+        **profiled,
     }
+
+
+async def _profile(
+    ctx: _Context, storage: ddl.Storage, ds: Dataset, label: str, probes: int, lists: int, p50_ms: float
+) -> dict[str, float | None]:
+    """The server's CPU profile (``perf`` on the pool's backends) over :data:`PROFILED` more queries,
+    untimed; returns the row's columns (shares of the distance function and of the sort, µs per
+    candidate at the timed p50) and keeps the whole profile in ``ctx.profiles[label]``."""
+    store, k = ctx.stores[storage], ctx.opt.k
+    pids = await _backend_pids(store.pool)
+    queries = ds.queries[:PROFILED]
+    async with PerfRecording(pids) as recording:
+        for q in queries:
+            await store.nearest(TENANT, q, k, probes=probes)
+    if recording.profile is None:
+        ctx.profile_note = recording.unavailable
+        return {}
+    # ivfflat computes the distance to every row of the probed lists and sorts them all: ~probes/lists
+    # of the rows (lists are k-means clusters, not all the same size)
+    candidates = min(probes, lists) / lists * len(ds.base)
+    ctx.profiles[label] = recording.profile.as_json() | {
+        "queries": len(queries),
+        "pids": list(recording.pids),
+        "candidates_per_query": round(candidates),
+    }
+    groups = recording.profile.groups
+    return {
+        "cpu_distance": round(groups.get("distance", 0.0), 3),
+        "cpu_sort": round(groups.get("sort", 0.0), 3),
+        "us_per_candidate": round(p50_ms * 1000.0 / candidates, 3),
+    }
+
+
+async def _backend_pids(pool: Any) -> list[int]:
+    """The PostgreSQL backend pid of every connection the pool can hold (all of them opened)."""
+    conns = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        return [int(await conn.fetchval("SELECT pg_backend_pid()")) for conn in conns]
+    finally:
+        for conn in conns:
+            await pool.release(conn)

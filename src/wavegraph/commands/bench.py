@@ -221,6 +221,12 @@ def pgvector(
     shared_buffers: str | None = typer.Option(
         None, "--shared-buffers", help="shared_buffers of the --ephemeral server, e.g. 128MB or 3GB."
     ),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Sample the server's backends with Linux perf (Debian linux-perf) during each ivfflat "
+        "measurement: CPU shares of the distance function, the sort, ... (skipped with a note without perf).",
+    ),
 ) -> None:
     """pgvector ivfflat (lists=100; vector vs halfvec) over probes, lists=rows/1000 and HNSW: recall@k,
     latency, bytes scanned per query and the memory-bandwidth floor."""
@@ -248,6 +254,7 @@ def pgvector(
         prewarm=prewarm,
         server="ephemeral" if ephemeral else "shared",
         shared_buffers=shared_buffers,
+        profile=profile,
     )
 
 

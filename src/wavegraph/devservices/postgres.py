@@ -95,6 +95,7 @@ class Postgres(Service):
         argv = [str(bin_path / "pg_ctl"), "-w", "-t", str(timeout), "-D", str(self.data_dir)]
         proc = subprocess.run(
             [*argv, "-l", str(self.log_file), "-o", options, "start"],
+            env=os.environ | self.settings.postgres.server_env(),
             user=user,
             stdin=subprocess.DEVNULL,
             capture_output=True,

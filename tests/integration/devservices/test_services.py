@@ -118,6 +118,15 @@ async def test_ephemeral_postgres_is_private_and_removed(settings: Settings, tmp
         conn = await asyncpg.connect(scratch.postgres.url)
         try:
             assert await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'vector'") == 1
+            # the server keeps freed memory for reuse (settings.postgres.malloc_keep): glibc reads these
+            # variables when the postmaster starts, and its backends are forks of it (a backend's own
+            # /proc environ is overwritten by its process title)
+            data_dir = service(scratch, "postgres").data_dir  # type: ignore[attr-defined]
+            postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+            environ = Path(f"/proc/{postmaster}/environ").read_bytes().split(b"\0")
+            keep = str(256 * 2**20).encode()
+            assert b"MALLOC_TRIM_THRESHOLD_=" + keep in environ
+            assert b"MALLOC_MMAP_THRESHOLD_=" + keep in environ
         finally:
             await conn.close()
     assert not state_dir.exists()

@@ -25,6 +25,22 @@ def _table() -> str:
     return f"test_bench_{uuid.uuid4().hex[:8]}"
 
 
+def _bench_files(settings: Settings, tmp_path: Path, lists: int, **options: Any) -> dict[str, Any]:
+    """The bench over ``tmp_path``'s base.npy / queries.npy, ivfflat alone (``lists``), float32 pages."""
+    vector = settings.vector.model_copy(update={"ivfflat_lists": lists})
+    return run_pgvector_bench(
+        settings.model_copy(update={"vector": vector}),
+        out=tmp_path / "r.json",
+        data=tmp_path / "base.npy",
+        queries=tmp_path / "queries.npy",
+        hnsw=False,
+        storages=["vector"],
+        table=_table(),
+        console=Console(file=io.StringIO()),
+        **options,
+    )
+
+
 def test_quick_bench_report(migrated: Settings, tmp_path: Path) -> None:
     out = tmp_path / "pgvector.json"
     report = run_pgvector_bench(
@@ -135,17 +151,7 @@ def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
     steps = [float(v) for v in (7, 1, 3, 20, 2, 9, 4, 5, 6, 8, 10, 12, 11, 13, 15, 14, 16, 18, 17, 19)]
     clock = CycleClock(steps)
     monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
-    vector = migrated.vector.model_copy(update={"ivfflat_lists": 8})
-    report = run_pgvector_bench(
-        migrated.model_copy(update={"vector": vector}),
-        out=tmp_path / "r.json",
-        data=tmp_path / "base.npy",
-        queries=tmp_path / "queries.npy",
-        hnsw=False,
-        storages=["vector"],
-        table=_table(),
-        console=Console(file=io.StringIO()),
-    )
+    report = _bench_files(migrated, tmp_path, lists=8)
     rows: list[dict[str, Any]] = report["rows"]
     assert [(r["lists"], r["probes"]) for r in rows] == [(8, p) for p in PROBES]
     recall = {r["probes"]: r["recall@5"] for r in rows}
@@ -168,3 +174,30 @@ def test_recall_is_against_the_exact_answer_and_latencies_are_the_timed_queries(
     assert report["params"]["probes_needed"] == min(p for p in PROBES if recall[p] >= 0.9)
     assert report["ratio"] == pytest.approx(want["p95_ms"] / TARGET_P95_MS)
     assert clock.reads == 2 * (1 + len(PROBES) * 100)  # the load, then every timed query, nothing else
+
+
+def test_profile_says_where_the_server_spends_an_ivfflat_query(migrated: Settings, tmp_path: Path) -> None:
+    """``--profile``: perf samples the pool's backends while ivfflat queries run again; every probed row
+    costs a distance, so the distance function holds a large share of the samples."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20_100, 256)).astype(np.float32)
+    np.save(tmp_path / "base.npy", x[:20_000])
+    np.save(tmp_path / "queries.npy", x[20_000:])
+    report = _bench_files(migrated, tmp_path, lists=4, probes=[4], profile=True)
+    params = report["params"]
+    if "profile" in params:  # no perf here, or not allowed to attach: said, and no columns invented
+        assert "profiles" not in params["datasets"]["base"]
+        pytest.skip(params["profile"])
+    (row,) = [r for r in report["rows"] if r["lists"] == 4]
+    profile = params["datasets"]["base"]["profiles"]["ivfflat vector lists=4 probes=4"]
+    assert profile["candidates_per_query"] == 20_000  # every list probed: every row is a candidate
+    assert profile["queries"] == 100 and len(profile["pids"]) == 2
+    assert profile["samples"] > 100
+    groups = profile["groups"]
+    assert row["cpu_distance"] == round(groups["distance"], 3)
+    assert row["cpu_sort"] == round(groups["sort"], 3)
+    # measured here: distance ~0.28 of the samples at 20,000 256-d candidates (buffers ~0.2, sort ~0.03);
+    # the wrong processes or a broken grouping would give it ~0
+    assert groups["distance"] > 0.1, groups
+    assert sum(groups.values()) == pytest.approx(1.0, abs=0.05)
+    assert row["us_per_candidate"] == pytest.approx(row["p50_ms"] * 1000 / 20_000, abs=1e-3)
