@@ -149,6 +149,11 @@ class PostgresSettings(_Section):
     # glibc's defaults. A backend's resident memory then stays at its own peak until it exits.
     malloc_keep: str = Field("256MB", pattern=r"^[0-9]+(kB|MB|GB)?$")
 
+    @field_validator("malloc_keep", mode="before")
+    @classmethod
+    def _plain_bytes(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # YAML/env "0" is an int
+
     @property
     def url(self) -> str:
         return self.dsn or f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"

@@ -50,3 +50,15 @@ def test_bad_yaml_is_reported(tmp_path: Path) -> None:
     cfg.write_text("kafka: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(cfg, env={})
+
+
+def test_the_managed_postgres_keeps_freed_memory_unless_told_not_to() -> None:
+    env = {"WAVEGRAPH_POSTGRES__MALLOC_KEEP": "1GB"}
+    assert load_settings(None, env=env).postgres.server_env() == {
+        "MALLOC_TRIM_THRESHOLD_": str(2**30),
+        "MALLOC_MMAP_THRESHOLD_": str(2**30),
+    }
+    assert Settings().postgres.server_env()["MALLOC_TRIM_THRESHOLD_"] == str(256 * 2**20)
+    assert load_settings(None, env={"WAVEGRAPH_POSTGRES__MALLOC_KEEP": "0"}).postgres.server_env() == {}
+    with pytest.raises(ConfigError):
+        load_settings(None, env={"WAVEGRAPH_POSTGRES__MALLOC_KEEP": "lots"})
