@@ -68,18 +68,20 @@ def test_quick_bench_reports_the_fields_bench_md_names(tmp_path: Path) -> None:
         # memory: resident = graph + codes + side table, the float16 rows mapped, at every size
         assert row["memory_bytes"] == row["index_bytes"] + row["side_table_bytes"]
         assert row["side_table_bytes"] > 0 and row["mapped_bytes"] >= row["n"] * row["dim"] * 2
-        if row["path"] == "exact":
-            assert row["n"] < thresholds[str(row["dim"])]
+        if row["n"] < thresholds[str(row["dim"])]:
+            assert row["path"] == "exact"
             assert row["index_bytes"] == 0  # the exact scan reads the mapped float16 rows
             assert row["graph"] is None
-            assert row["recall@10"] >= 0.999 and row["recall@100"] >= 0.999  # float16 rows, exact scan
-        else:
-            assert row["path"] == "hnsw" and row["n"] >= thresholds[str(row["dim"])]
+        else:  # a graph exists; the index measured which path is faster on this machine
+            assert row["path"] in {"exact", "hnsw"}
             assert row["graph"] == "fp16"  # 2T rows: under the float16 graph's threshold
             assert row["n"] * row["dim"] * 2 < row["index_bytes"] <= row["n"] * (row["dim"] * 2 + 200)
+        if row["path"] == "exact":
+            assert row["recall@10"] >= 0.999 and row["recall@100"] >= 0.999  # float16 rows, exact scan
+        else:
             assert row["recall@10"] >= 0.95 and row["recall@100"] >= 0.9
     assert report["ratio"] == max(r["p95_vs_exact"] for r in ours)
-    above = [r for r in ours if r["path"] == "hnsw"]
+    above = [r for r in ours if r["n"] >= thresholds[str(r["dim"])]]
     assert report["params"]["worst_p95_vs_hnsw"] == max(r["p95_vs_hnsw"] for r in above)
     assert report["params"]["worst_recall_vs_hnsw"] == min(r["recall_vs_hnsw"] for r in above)
 

@@ -29,14 +29,17 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory, data: tuple[np.ndarray, np.ndarray]) -> HybridIndex:
     xb, _ = data
-    index = HybridIndex(tmp_path_factory.mktemp("big") / "idx", HybridParams.from_settings(VectorSettings()))
+    params = HybridParams.from_settings(VectorSettings(), calibrate=False)
+    index = HybridIndex(tmp_path_factory.mktemp("big") / "idx", params)
     index.add_batch("acme", "doc", [f"d{i}" for i in range(N)], xb)
     return index
 
 
 def _small(path: Path, **overrides: Any) -> HybridIndex:
-    params: dict[str, Any] = {"min_train": 1000, "train_size": 4000, "exact_below": 50, **overrides}
-    return HybridIndex(path, HybridParams(**params))
+    """A graph from 1,000 rows on. Not calibrated: at that size the scan beats the graph on any CPU, and
+    these tests are about the graph path (calibration has its own tests)."""
+    params: dict[str, Any] = {"min_train": 1000, "train_size": 4000, "exact_below": 50, "calibrate": False}
+    return HybridIndex(path, HybridParams(**(params | overrides)))
 
 
 def _ids(hits: list[Hit]) -> list[str]:
@@ -274,7 +277,7 @@ def _threshold(dim: int) -> int:
 def test_exact_path_equals_float64_brute_force(tmp_path: Path, dim: int, n: int) -> None:
     x = synthetic_clustered(n + 20, dim, seed=dim + n, topics=20)
     xb, xq = x[:n], x[n:]
-    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim, calibrate=False))
     keys = [f"r{i}" for i in range(n)]
     index.add_batch("a", "doc", keys, xb)
     assert not index.trained and index.path(n) == "exact"
@@ -296,7 +299,7 @@ def test_exact_filtered_path_just_above_the_threshold(tmp_path: Path, dim: int) 
     n = threshold + small
     x = synthetic_clustered(n + 20, dim, seed=dim, topics=20)
     xb, xq = x[:n], x[n:]
-    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim, calibrate=False))
     index.add_batch("b", "doc", [f"b{i}" for i in range(threshold - 1)], xb[: threshold - 1])
     assert not index.trained
     keys = [f"a{i}" for i in range(small)]
@@ -347,7 +350,7 @@ def _check_memory(index: HybridIndex, n: int, dim: int) -> dict[str, int]:
 def test_memory_is_accounted_at_every_size(tmp_path: Path, dim: int) -> None:
     threshold = _threshold(dim)
     x = synthetic_clustered(threshold + 600, dim, seed=3, topics=20)
-    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim))
+    index = HybridIndex(tmp_path / "idx", HybridParams(dim=dim, calibrate=False))
     previous = _check_memory(index, 0, dim)
     assert previous["index"] == 0
     for n in (100, threshold - 1, threshold + 1, threshold + 600):
@@ -370,7 +373,7 @@ def test_graph_moves_to_4bit_codes_past_its_threshold(
     tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     xb, xq = data
-    params = HybridParams(min_train=1000, fp16_graph_below=3000, train_size=4000)
+    params = HybridParams(min_train=1000, fp16_graph_below=3000, train_size=4000, calibrate=False)
     index = HybridIndex(tmp_path / "idx", params)
     index.add_batch("a", "doc", [f"d{i}" for i in range(2000)], xb[:2000])
     assert index.graph_codes == "fp16" and index.path(2000) == "hnsw"
@@ -400,7 +403,7 @@ def test_the_4bit_graph_has_links_built_from_float16_distances(
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        params = HybridParams(min_train=1000, fp16_graph_below=1500, train_size=4000)
+        params = HybridParams(min_train=1000, fp16_graph_below=1500, train_size=4000, calibrate=False)
         index = HybridIndex(tmp_path / "idx", params)
         index.add_batch("a", "doc", [f"d{i}" for i in range(1600)], xb[:1600])
         assert index.graph_codes == "sq4"

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wavegraph.errors import MissingPrerequisite
+from wavegraph.sinks.faiss import calibrate
 from wavegraph.sinks.faiss.errors import InvalidVector, load_faiss
 from wavegraph.sinks.faiss.params import Hit, HybridParams, Row, as_unit_matrix, check_name
 from wavegraph.sinks.faiss.scan import top_k
@@ -39,6 +40,7 @@ class HybridIndex:
         self._refine: tuple[Any, Any, Any] | None = None  # (view, hnsw, faiss.IndexRefine over them)
         self._param_cache: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._out: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # see _search
+        self._limit: tuple[Any, int] | None = None  # (graph, rows below which the scan is faster)
         self._init_device()
 
     @classmethod
@@ -58,7 +60,10 @@ class HybridIndex:
         self._param_cache = {}
         self._out = {}
         self.params = self._state.params
+        self._limit = None
         self._init_device()
+        with self._lock:
+            self.path(self._state.count)  # time the graph against the scan on this machine
         return self
 
     def _init_device(self) -> None:
@@ -165,14 +170,37 @@ class HybridIndex:
         """``"exact"`` or ``"hnsw"``: how a search over ``selected`` live rows is answered.
 
         Exact when there is no HNSW stage yet, when the rows are fewer than the HNSW threshold (a scan
-        is cheaper), or when at most ``exact_below`` rows and under ``graph_min_fraction`` of the index
-        are selected (a filtered graph search loses recall there)."""
+        is cheaper), when at most ``exact_below`` rows and under ``graph_min_fraction`` of the index
+        are selected (a filtered graph search loses recall there), or (``params.calibrate``) while the
+        scan was measured faster than the graph on this machine (:meth:`_exact_limit`)."""
         p, st = self.params, self._state
         if st.hnsw is None or selected < p.hnsw_threshold:
             return "exact"
         if selected <= p.exact_below and selected < p.graph_min_fraction * st.count:
             return "exact"
+        if p.calibrate and selected < self._exact_limit(st):
+            return "exact"
         return "hnsw"
+
+    def _exact_limit(self, st: State) -> int:
+        """Rows below which the scan beats this state's graph here: measured once per graph (at the
+        first search that asks, or at the end of ``rebuild``/``load``), see :mod:`.calibrate`."""
+        cached = self._limit
+        if cached is not None and cached[0] is st.hnsw:
+            return cached[1]
+        limit = 0
+        cap = int(calibrate.MAX_GROWTH * self.params.hnsw_threshold)
+        if st.hnsw is not None and st.count < cap:
+            queries = calibrate.probe_queries(st.store.rows)
+            measured = calibrate.exact_limit(
+                st.count,
+                lambda q: self._exact(st, q, 10, None),
+                lambda q: self._graph(st, q, 10, None, 1.0),
+                queries,
+            )
+            limit = min(measured, cap)
+        self._limit = (st.hnsw, limit)
+        return limit
 
     def _exact(
         self, st: State, queries: np.ndarray, k: int, candidates: np.ndarray | None
@@ -272,6 +300,7 @@ class HybridIndex:
             raise
         with self._lock:
             self._state, self._refine, self._param_cache = new, None, {}
+            self.path(new.count)  # a new graph is timed against the scan now, not at the first query
         if old.directory == new.directory and old.generation != new.generation:
             old.remove_files()
         return new.live

@@ -48,6 +48,9 @@ class HybridParams:
     hence ``sq4_ef_scale`` 1.5 (ef 96) for the 4-bit graph, the only one used at that size.
     ``ef_scale`` applies to the float16 graph (float16 distances: it matches HNSW-flat at equal ef; 1.25
     gives it a margin at 0.7-0.8x of HNSW-flat's latency).
+    ``calibrate``: once a graph exists, the index times the scan and the graph on queries near its own
+    rows (:mod:`.calibrate`) and keeps scanning while that is faster on this machine; ``False`` uses the
+    graph from the threshold on, whatever the machine.
     """
 
     dim: int = 384
@@ -65,6 +68,7 @@ class HybridParams:
     max_ef: int = 1024
     max_tombstone_fraction: float = 0.2
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    calibrate: bool = True  # measure scan vs graph on this machine once a graph exists (see .calibrate)
 
     def __post_init__(self) -> None:
         scales = min(self.ef_scale, self.sq4_ef_scale)
