@@ -324,8 +324,9 @@ def run_ann_bench(
     if skipped:
         params["skipped"] = skipped
     ours = [r for r in rows if "hybrid" in r["index"]]
-    # at or above the threshold, whichever path the index measured faster there
-    above = [r for r in ours if r["n"] >= params["hybrid"]["hnsw_threshold"].get(str(r["dim"]), r["n"] + 1)]
+    # at or above the threshold (of the row's own dimension: a --data file may have any), whichever path
+    # the index measured faster there
+    above = [r for r in ours if r["n"] >= _hybrid_params(settings.vector, r["dim"]).hnsw_threshold]
     ratio = max((r["p95_vs_exact"] for r in ours), default=None)
     params["ratio"] = "worst hybrid p95 / exact flat p95 over every size (<= 1: never loses to brute force)"
     if above:

@@ -63,7 +63,7 @@ class HybridIndex:
         self._limit = None
         self._init_device()
         with self._lock:
-            self.path(self._state.count)  # time the graph against the scan on this machine
+            self._time_paths()
         return self
 
     def _init_device(self) -> None:
@@ -181,6 +181,11 @@ class HybridIndex:
         if p.calibrate and selected < self._exact_limit(st):
             return "exact"
         return "hnsw"
+
+    def _time_paths(self) -> None:
+        """Time the current graph against the scan now (``rebuild``, ``load``), not at the first query."""
+        if self.params.calibrate:
+            self._exact_limit(self._state)
 
     def _exact_limit(self, st: State) -> int:
         """Rows below which the scan beats this state's graph here: measured once per graph (at the
@@ -300,7 +305,7 @@ class HybridIndex:
             raise
         with self._lock:
             self._state, self._refine, self._param_cache = new, None, {}
-            self.path(new.count)  # a new graph is timed against the scan now, not at the first query
+            self._time_paths()
         if old.directory == new.directory and old.generation != new.generation:
             old.remove_files()
         return new.live
