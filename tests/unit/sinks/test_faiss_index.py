@@ -502,3 +502,40 @@ def test_gpu_rerank_matches_cpu(tmp_path: Path, data: tuple[np.ndarray, np.ndarr
         for c, g in zip(c_hits, g_hits, strict=True):
             assert [h.id for h in c][:5] == [h.id for h in g][:5]
             np.testing.assert_allclose([h.score for h in c], [h.score for h in g], atol=1e-4)
+
+
+def test_the_exact_path_refuses_bad_queries_and_scales_good_ones(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Below the threshold the scan normalises the query itself: the same refusals as the graph path
+    (and for a tenant with no rows), and a scaled query finds what its unit vector finds."""
+    xb, xq = data
+    index = HybridIndex(tmp_path / "idx", HybridParams(calibrate=False))
+    index.add_batch("acme", "doc", [f"d{i}" for i in range(500)], xb[:500])
+    assert index.path(500) == "exact"
+    nan = xq[0].copy()
+    nan[7] = np.nan
+    for tenant in ("acme", "nobody"):
+        with pytest.raises(InvalidVector, match="NaN"):
+            index.search(tenant, nan)
+        with pytest.raises(InvalidVector, match="zeros"):
+            index.search(tenant, np.zeros(384))
+        with pytest.raises(InvalidVector, match="too large"):
+            index.search(tenant, np.full(384, 1e30))
+    with pytest.raises(InvalidVector, match="row 1 holds NaN"):
+        index.search_batch("acme", np.vstack([xq[0], nan]))
+    unit = index.search("acme", xq[3], k=10)
+    scaled = index.search("acme", (xq[3] * 250.0).astype(np.float64), k=10)  # float64, not unit length
+    assert _ids(scaled) == _ids(unit)
+    assert [h.score for h in scaled] == pytest.approx([h.score for h in unit], abs=1e-6)
+    assert all(h.score <= 1.0 + 1e-3 for h in scaled)
+
+
+def test_hits_are_immutable_hashable_and_untracked() -> None:
+    import gc
+
+    hit = Hit("acme", "doc", "d1", 0.5)
+    assert hit == Hit("acme", "doc", "d1", 0.5) and len({hit, Hit("acme", "doc", "d1", 0.5)}) == 1
+    with pytest.raises(AttributeError):
+        hit.score = 1.0  # type: ignore[misc]
+    assert not gc.is_tracked(hit)  # no cycles possible: a search adds no work to the collector

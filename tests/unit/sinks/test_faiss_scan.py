@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wavegraph.sinks.faiss.errors import InvalidVector
+from wavegraph.sinks.faiss.params import as_unit_matrix
 from wavegraph.sinks.faiss.scan import top_k
 
 pytest.importorskip("numba")
@@ -101,3 +103,34 @@ def test_a_batch_answers_as_its_single_queries() -> None:
 def test_uint16_bit_patterns_read_as_the_float16_rows() -> None:
     rows, queries = _rows(50, 24, 8), _unit(3, 24, 9)
     np.testing.assert_array_equal(top_k(rows, queries, 5)[1], top_k(rows.view(np.uint16), queries, 5)[1])
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["every-row", "filtered"])
+def test_normalise_scales_each_query_as_numpy_does(filtered: bool) -> None:
+    rows = _rows(203, 48, 10)
+    raw = _unit(6, 48, 11) * np.array([[0.001], [1.0], [37.0], [1e4], [3e-3], [250.0]], dtype=np.float32)
+    ids = np.arange(0, 203, 2, dtype=np.int64) if filtered else None
+    alive = np.ones(203, dtype=np.bool_) if filtered else None
+    want_s, want_l = top_k(rows, as_unit_matrix(raw, 48, "query"), 7, ids, alive)
+    got_s, got_l = top_k(rows, np.ascontiguousarray(raw), 7, ids, alive, normalise=True)
+    np.testing.assert_array_equal(got_l, want_l)
+    np.testing.assert_allclose(got_s, want_s, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(top_k(rows, np.ascontiguousarray(raw), 7, ids, alive)[0], want_s)  # it did scale
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.r_[np.ones(5), np.nan, np.ones(10)], "row 2 holds NaN"),
+        (np.zeros(16), "row 2 is all zeros"),
+        (np.full(16, 1e30), "row 2 is too large"),
+    ],
+    ids=["nan", "zeros", "overflow"],
+)
+@pytest.mark.parametrize("filtered", [False, True], ids=["every-row", "filtered"])
+def test_normalise_refuses_a_bad_query_by_its_row(bad: np.ndarray, message: str, filtered: bool) -> None:
+    rows, queries = _rows(40, 16, 12), _unit(4, 16, 13)
+    queries[2] = bad
+    ids = np.arange(40, dtype=np.int64) if filtered else None
+    with pytest.raises(InvalidVector, match=message):
+        top_k(rows, queries, 3, ids, normalise=True)

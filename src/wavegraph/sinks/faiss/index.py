@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy.typing as npt
 from wavegraph.errors import MissingPrerequisite
 from wavegraph.sinks.faiss import calibrate
 from wavegraph.sinks.faiss.errors import InvalidVector, load_faiss
-from wavegraph.sinks.faiss.params import Hit, HybridParams, Row, as_unit_matrix, check_name
+from wavegraph.sinks.faiss.params import Hit, HybridParams, Row, as_matrix, as_unit_matrix, check_name
 from wavegraph.sinks.faiss.scan import top_k
 from wavegraph.sinks.faiss.state import CHUNK, State
 
@@ -149,20 +150,23 @@ class HybridIndex:
         """``search`` for each row of ``vectors`` (``(n, dim)``); one list of hits per query."""
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        queries = as_unit_matrix(vectors, self.params.dim, "query")
+        queries = as_matrix(vectors, self.params.dim, "query")  # normalised below, by the path taken
         with self._lock:
             st = self._state
             t = st.tenant_index.get(tenant)
             kn = -1 if kind is None else st.kind_index.get(kind)
             selected = 0 if t is None or kn is None else st.counts.get((t, kn), 0)
             if selected == 0:
+                as_unit_matrix(queries, self.params.dim, "query")  # a bad query is refused all the same
                 return [[] for _ in range(len(queries))]
             assert t is not None and kn is not None
             sub = None if selected == st.count else st.subset(t, kn)  # None: every row is selected
             if self.path(selected) == "exact":
-                scores, labels = self._exact(st, queries, k, None if sub is None else sub.ids.view)
+                cands = None if sub is None else sub.ids.view
+                scores, labels = self._exact(st, queries, k, cands, normalised=False)
             else:
                 sel = None if sub is None else sub.selector()
+                queries = as_unit_matrix(queries, self.params.dim, "query")
                 scores, labels = self._graph(st, queries, k, sel, selected / st.count)
             return self._hits(st, tenant, kind, scores, labels)
 
@@ -208,15 +212,25 @@ class HybridIndex:
         return limit
 
     def _exact(
-        self, st: State, queries: np.ndarray, k: int, candidates: np.ndarray | None
+        self,
+        st: State,
+        queries: np.ndarray,
+        k: int,
+        candidates: np.ndarray | None,
+        *,
+        normalised: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exhaustive inner product over the live rows among ``candidates`` (every row when ``None``).
         On CPU the compiled scan of the mapped float16 rows (:mod:`.scan`). On a GPU, ``faiss.knn_gpu``
-        over the float16 rows (the live rows among ``candidates`` gathered first when filtered)."""
+        over the float16 rows (the live rows among ``candidates`` gathered first when filtered).
+        ``normalised=False``: the queries are not unit length yet; the scan normalises them (and refuses
+        a bad one), one fewer pass of numpy calls per query."""
         if self._gpu_res is None:
             alive = None if candidates is None else st.alive.view
             out = _outputs(len(queries), k, self._out)
-            return top_k(st.store.bits, queries, k, candidates, alive, out)
+            return top_k(st.store.bits, queries, k, candidates, alive, out, normalise=not normalised)
+        if not normalised:
+            queries = as_unit_matrix(queries, self.params.dim, "query")
         faiss = load_faiss()
         ids = None if candidates is None else candidates[st.alive.view[candidates]]
         rows = np.ascontiguousarray(st.store.rows if ids is None else st.store.rows[ids])
@@ -271,22 +285,24 @@ class HybridIndex:
     def _hits(
         st: State, tenant: str, kind: str | None, scores: np.ndarray, labels: np.ndarray
     ) -> list[list[Hit]]:
-        """Hits for faiss's ``(nq, k)`` results (label -1 pads a short result). Every row of a search
-        belongs to ``tenant`` (and ``kind``), so only the kind and id are looked up. Two ``tolist`` calls
-        for the whole batch: each numpy call costs 10-20 µs once a scan has flushed the caches."""
+        """Hits for faiss's ``(nq, k)`` results (label -1 pads a short result).
+        Every row of a search belongs to ``tenant`` (and ``kind``), so only the kind and id are looked up.
+        Two ``tolist`` calls for the whole batch (each numpy call costs 10-20 µs once a scan has flushed
+        the caches), and the hits built by ``map`` in C: ~0.3 µs a hit less than a comprehension."""
         ids = st.ids
         if kind is None and len(st.kinds) == 1:
             kind = st.kinds[0]
-        if kind is not None:
-            return [
-                [Hit(tenant, kind, ids[r], s) for r, s in zip(rows, vals, strict=True) if r >= 0]
-                for rows, vals in zip(labels.tolist(), scores.tolist(), strict=True)
-            ]
-        names, kind_no = st.kinds, st.kind_no.buf
-        return [
-            [Hit(tenant, names[kind_no[r]], ids[r], s) for r, s in zip(rows, vals, strict=True) if r >= 0]
-            for rows, vals in zip(labels.tolist(), scores.tolist(), strict=True)
-        ]
+        out = []
+        for rows, vals in zip(labels.tolist(), scores.tolist(), strict=True):
+            if rows and rows[-1] < 0:  # a short result: drop the padding
+                keep = [i for i, r in enumerate(rows) if r >= 0]
+                rows, vals = [rows[i] for i in keep], [vals[i] for i in keep]
+            if kind is not None:
+                kinds: Iterable[str] = repeat(kind)
+            else:
+                kinds = map(st.kinds.__getitem__, map(st.kind_no.buf.__getitem__, rows))
+            out.append(list(map(Hit, repeat(tenant), kinds, map(ids.__getitem__, rows), vals)))
+        return out
 
     # ------------------------------------------------------------------------------------- maintenance
 
