@@ -269,7 +269,7 @@ def run_ann_bench(
     settings: Settings | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Run the ANN bench, write the JSON report (``out``, default ``bench/results/ann.json``), return it.
+    """Run the ANN bench, write the JSON report (``out``, default :func:`default_out`), return it.
 
     ``quick``: 200 queries, sizes T/2 and 2T per dimension (a minute or two). Otherwise 1,000 queries,
     the full size grid, and ``n`` synthetic 384-d vectors (0 skips that set; 1,000,000 takes ~25 min).
@@ -333,8 +333,16 @@ def run_ann_bench(
         params["worst_p95_vs_hnsw"] = max(r["p95_vs_hnsw"] for r in above)
         params["worst_recall_vs_hnsw"] = min(r["recall_vs_hnsw"] for r in above)
     report = build_report("ann", params, rows, ratio)
-    write_report(report, out, console)
+    write_report(report, out or default_out(quick, n, data is not None or sizes is not None), console)
     return report
+
+
+def default_out(quick: bool, n: int, custom: bool) -> Path:
+    """Where a run writes without ``--out``: one file per kind of run, so a quick or partial run never
+    replaces the 1 M result (``ann.json``). ``ann_quick.json`` (``quick``), ``ann_custom.json`` (a
+    ``--data`` file or ``--sizes``), ``ann_full.json`` (the full grid without the 1 M set, ``n`` = 0)."""
+    name = "ann_quick" if quick else "ann_custom" if custom else "ann_full" if n == 0 else "ann"
+    return Path("bench/results") / f"{name}.json"
 
 
 def _hybrid_params(vector: VectorSettings, dim: int) -> HybridParams:

@@ -162,7 +162,12 @@ def _int_list(value: str | None, what: str) -> list[int] | None:
 @app.command()
 def ann(
     quick: bool = QUICK,
-    out: Path | None = OUT,
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Where to write the JSON (default bench/results/ann.json for the 1 M run, ann_full.json with "
+        "--n 0, ann_quick.json with --quick, ann_custom.json with --data or --sizes).",
+    ),
     data: Path | None = DATA,
     queries: Path | None = QUERIES,
     k: int = typer.Option(10, "--k", min=1),

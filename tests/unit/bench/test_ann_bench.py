@@ -18,6 +18,7 @@ from wavegraph.bench.ann import (
     _RUN,
     _recall,
     bench_sizes,
+    default_out,
     embed_cached,
     load_vectors,
     run_ann_bench,
@@ -188,6 +189,15 @@ def test_bench_sizes_straddle_the_threshold() -> None:
     full = bench_sizes(2551, quick=False)
     assert full == [637, 2550, 2552, 10204, 40816]
     assert sum(s < 2551 for s in full) == 2 and sum(s >= 2551 for s in full) == 3
+
+
+def test_each_kind_of_run_has_its_own_default_file() -> None:
+    """A quick, partial or --n 0 run never replaces the committed 1 M result."""
+    assert default_out(False, 1_000_000, False) == Path("bench/results/ann.json")
+    assert default_out(False, 0, False) == Path("bench/results/ann_full.json")
+    assert default_out(True, 1_000_000, False) == Path("bench/results/ann_quick.json")
+    assert default_out(True, 0, True) == Path("bench/results/ann_quick.json")
+    assert default_out(False, 1_000_000, True) == Path("bench/results/ann_custom.json")
 
 
 def test_bench_on_a_user_file(tmp_path: Path) -> None:
