@@ -473,7 +473,8 @@ def test_hnsw_threshold_follows_the_dimension() -> None:
     assert HybridParams(dim=4096).hnsw_threshold == 1024
     assert HybridParams(min_train=700).hnsw_threshold == 700
     assert HybridParams().graph_ef(10) == 80 and HybridParams().graph_ef(100) == 200
-    assert HybridParams().graph_ef(10, codes="sq4") == 96
+    assert HybridParams().graph_ef(10, codes="sq4") == 80
+    assert HybridParams(sq4_ef_scale=1.5).graph_ef(10, codes="sq4") == 96
     assert HybridParams(dim=384).sq4_threshold == 41_666 and HybridParams(dim=784).sq4_threshold == 20_408
     assert HybridParams().graph_ef(10, fraction=0.25) == 160 and HybridParams().graph_ef(10, 1e-6) == 1024
     with pytest.raises(ValueError, match="min_train"):

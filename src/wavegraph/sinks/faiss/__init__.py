@@ -41,12 +41,13 @@ Why three tiers (measured, 2 shared cores, one faiss thread, steady state):
 - Past 16 M values float16 codes would hold 0.5 of flat float32 in RAM; 4-bit codes keep the index at
   0.24 of it (the budget below), and the graph, not the codes, is then what limits recall.
 - At efSearch 64 the 4-bit graph trailed HNSW20-flat by 0.0004-0.002 recall@10 at 384-d (as much with
-  a graph built from exact distances: the traversal costs it there), so it searches at 1.5 x ef
-  (``sq4_ef_scale``, ef 96) and the float16 graph, whose distances are HNSW-flat's, at 1.25 x ef. At
-  784-d the graph did cost it: links built from 4-bit distances gave 0.9981 at 40,816 x 784 (ef 96;
-  HNSW20-flat 0.9991), the same codes on links built from float16 distances 0.9992. So the 4-bit
-  index's links are always built from float16 distances (:meth:`State.train_hnsw`), which is also the
-  faster build (44 vs 61 s there).
+  a graph built from exact distances: the traversal costs it there), so both graphs search at 1.25 x
+  ef (``sq4_ef_scale``, ``ef_scale``: ef 80). At 784-d the graph did cost it: links built from 4-bit
+  distances gave 0.9981 at 40,816 x 784 (ef 96; HNSW20-flat 0.9991), the same codes on links built
+  from float16 distances 0.9992. So the 4-bit index's links are always built from float16 distances
+  (:meth:`State.train_hnsw`), which is also the faster build (44 vs 61 s there); on those links ef 80
+  gives the recall ef 96 gave (0.9991-0.9992), and the 4-bit graph, which had to search at ef 96
+  before, takes ~0.88x the time (p50 and p95).
 
 ``wavegraph bench ann --quick`` (``bench/results/ann_quick.json``; p95 of 600 single queries per
 index, runs of 20 interleaved across the indexes; "vs ex." and "vs HNSW" are the hybrid's p95 over

@@ -51,13 +51,17 @@ class HybridParams:
     ``exact_below``: a tenant/kind filter selecting at most this many rows
     *and* less than ``graph_min_fraction`` of the index is searched exactly (filtered graph search loses
     recall below ~10 % selectivity); a filter selecting fewer than the HNSW threshold is always exact.
-    ``ef_scale``: the 4-bit graph ranks by approximate distances, so it explores ``ef_scale`` times the
-    efSearch that HNSW-flat uses. At efSearch 64 it trailed HNSW20-flat by 0.0004-0.002 recall@10 (the
-    same with a graph built from exact distances: the traversal, not the graph, costs it); at 1.25 (ef
-    80) it matched or beat it at 1,000-50,000 rows, 384-d and 784-d, except at 40,816 x 784 (-0.0007),
-    hence ``sq4_ef_scale`` 1.5 (ef 96) for the 4-bit graph, the only one used at that size.
-    ``ef_scale`` applies to the float16 graph (float16 distances: it matches HNSW-flat at equal ef; 1.25
-    gives it a margin at 0.7-0.8x of HNSW-flat's latency).
+    ``sq4_ef_scale``: the 4-bit graph ranks by approximate distances, so it explores ``sq4_ef_scale``
+    times the efSearch that HNSW-flat uses. At efSearch 64 it trailed HNSW20-flat by 0.0004-0.002
+    recall@10 (the same with a graph built from exact distances: the traversal, not the graph, costs it);
+    at 1.25 (ef 80) it matched or beat it at 1,000-50,000 rows, 384-d and 784-d, except at 40,816 x 784
+    (-0.0007) while its links were built from 4-bit distances. Since they are built from float16
+    distances (:meth:`State.train_hnsw`) ef 80 matches it there too (0.9991-0.9992 against 0.9991, the
+    same as ef 96; 100,000 WordNet glosses: 0.9958 against 0.9939), at ~0.88x the latency of ef 96, so
+    the scale is 1.25, as for the float16 graph (was 1.5; at 1.5 the 4-bit graph's p95 was 1.59x
+    HNSW20-flat's at 40,816 x 784 on an AVX2 machine, over the 1.5 target). ``ef_scale`` applies to the
+    float16 graph (float16 distances: it matches HNSW-flat at equal ef; 1.25 gives it a margin at
+    0.7-0.8x of HNSW-flat's latency).
     ``calibrate``: once a graph exists, the index times the scan and the graph on queries near its own
     rows (:mod:`.calibrate`) and keeps scanning while that is faster on this machine; ``False`` uses the
     graph from the threshold on, whatever the machine.
@@ -67,7 +71,7 @@ class HybridParams:
     k_prime: int = 64  # candidates from HNSW (at least 2k)
     ef_search: int = 64  # HNSW efSearch of an HNSW-flat index with the same recall target
     ef_scale: float = 1.25  # the float16 graph's efSearch is ceil(ef_search * ef_scale)
-    sq4_ef_scale: float = 1.5  # the 4-bit graph's
+    sq4_ef_scale: float = 1.25  # the 4-bit graph's
     hnsw_m: int = 20  # 1 M x 384: graph ~177 B + SQ4 192 B = 0.24 of flat float32
     ef_construction: int = 160
     min_train: int | None = None  # rows before the HNSW stage; None: max(1024, EXACT_WORK // dim)
