@@ -118,10 +118,10 @@ SQ4 (192 B) 0.937, PQ192 0.952, SQ6 0.981, SQ8 0.994; SQ8 alone is the whole bud
 reads exact float16 rows kept out of RAM (relative error 5e-4, no measurable recall loss), and the 4-bit
 codes only have to put the true top 10 among k′ candidates. At 1,000,000 synthetic vectors M=20 /
 efConstruction 160 gave recall@10 0.968 / 0.993 / 0.999 at ef 64 / 128 / 256 (build 670 s); hence the
-defaults. With the links built from float16 distances (``bench/results/ann.json``, ``wavegraph bench ann
---synthetic --dims 384 --sizes 1000000``): recall@10 0.981 at ef 96 against HNSW20-flat's 0.970 at ef
-64, p95 1.34 ms (HNSW20-flat 0.97), index 0.24 of flat float32 (+ side table 0.13), build 878 s
-(HNSW20-flat 860 s in the same run; the 4-bit build had been ~0.85 of HNSW20-flat's).
+defaults. With the links built from float16 distances (``bench/results/ann.json``, ``wavegraph bench ann``:
+the full grid and the 1 M set, this machine): recall@10 0.975 at ef 80 against HNSW20-flat's 0.970 at ef
+64, p95 0.96 ms (HNSW20-flat 0.77: 1.24x), index 0.24 of flat float32 (+ side table 0.13), build 599 s
+(HNSW20-flat 699 s in the same run). At ef 96, on the earlier machine: 0.981, p95 1.34 ms against 0.97.
 
 Ids and filters: faiss sees row numbers 0..n-1 (one per added vector, never reused); a side table maps them
 to (tenant, kind, id) strings and back. Every search is limited to one tenant (and optionally one kind)
