@@ -288,7 +288,8 @@ class HybridIndex:
         """Hits for faiss's ``(nq, k)`` results (label -1 pads a short result).
         Every row of a search belongs to ``tenant`` (and ``kind``), so only the kind and id are looked up.
         Two ``tolist`` calls for the whole batch (each numpy call costs 10-20 µs once a scan has flushed
-        the caches), and the hits built by ``map`` in C: ~0.3 µs a hit less than a comprehension."""
+        the caches), and the hits built by ``map`` in C (ten after a scan: 4.0 µs p50, 5.0 by a
+        comprehension)."""
         ids = st.ids
         if kind is None and len(st.kinds) == 1:
             kind = st.kinds[0]
